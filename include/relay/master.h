@@ -1,0 +1,1 @@
+/* master.h: placeholder. */

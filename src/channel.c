@@ -1,0 +1,3 @@
+/* channel.c: placeholder. */
+
+#include "relay/common.h"

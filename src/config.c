@@ -1,0 +1,3 @@
+/* config.c: placeholder. */
+
+#include "relay/common.h"

@@ -1,0 +1,3 @@
+/* conn.c: placeholder. */
+
+#include "relay/common.h"

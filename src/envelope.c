@@ -1,0 +1,3 @@
+/* envelope.c: placeholder. */
+
+#include "relay/common.h"

@@ -1,0 +1,3 @@
+/* http.c: placeholder. */
+
+#include "relay/common.h"

@@ -1,0 +1,3 @@
+/* json.c: placeholder. */
+
+#include "relay/common.h"

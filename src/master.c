@@ -1,0 +1,3 @@
+/* master.c: placeholder. */
+
+#include "relay/common.h"

@@ -1,0 +1,3 @@
+/* metrics.c: placeholder. */
+
+#include "relay/common.h"

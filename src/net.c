@@ -1,0 +1,3 @@
+/* net.c: placeholder. */
+
+#include "relay/common.h"

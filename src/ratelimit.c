@@ -1,0 +1,3 @@
+/* ratelimit.c: placeholder. */
+
+#include "relay/common.h"

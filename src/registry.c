@@ -1,0 +1,3 @@
+/* registry.c: placeholder. */
+
+#include "relay/common.h"

@@ -1,0 +1,3 @@
+/* route.c: placeholder. */
+
+#include "relay/common.h"

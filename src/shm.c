@@ -1,0 +1,3 @@
+/* shm.c: placeholder. */
+
+#include "relay/common.h"

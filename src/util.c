@@ -1,0 +1,3 @@
+/* util.c: placeholder. */
+
+#include "relay/common.h"

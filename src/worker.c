@@ -1,0 +1,3 @@
+/* worker.c: placeholder. */
+
+#include "relay/common.h"
