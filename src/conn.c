@@ -1,3 +1,909 @@
-/* conn.c: placeholder. */
+/*
+ * conn.c: one client socket over libev: head, HTTP response, WebSocket.
+ *
+ * wslay does the framing; this file feeds it bytes, writes what it
+ * produces and enforces what wslay does not: the deadlines of SPEC.md
+ * sections 2, 7 and 9, and the RFC 6455 header rules wslay would answer
+ * with an empty close frame instead of 1002 (control frames that are
+ * fragmented or longer than 125 bytes, non-minimal lengths).  A small
+ * watcher follows the frame headers of the incoming stream for that.
+ *
+ * Nothing here decides routing: complete messages and pongs go to
+ * route.c, complete heads to worker.c.
+ */
 
-#include "relay/common.h"
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "relay/channel.h"
+#include "relay/conn.h"
+#include "relay/http.h"
+#include "relay/log.h"
+#include "relay/net.h"
+#include "relay/route.h"
+#include "relay/shm.h"
+#include "relay/util.h"
+#include "relay/worker.h"
+
+#define RELAY_CONN_IN_CAP       RELAY_CHANNEL_DATA_MAX
+#define RELAY_CONN_HEAD_MS      5000
+#define RELAY_CONN_MSG_MS       30000
+#define RELAY_CONN_STALL_MS     10000
+#define RELAY_CONN_LINGER_MS    5000
+#define RELAY_CONN_DRAIN_MS     2000
+#define RELAY_CONN_CHARGE       64
+
+static void relay_conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void relay_conn_hb_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+
+static struct relay_conn *
+relay_conn_alloc(struct relay_worker *w, int fd)
+{
+    struct relay_conn *c;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->in = malloc(RELAY_CONN_IN_CAP);
+    if (c->in == NULL) {
+        free(c);
+        return NULL;
+    }
+
+    c->w = w;
+    c->fd = fd;
+    c->state = RELAY_CONN_HEAD;
+    c->deadline_ms = relay_util_now_ms() + RELAY_CONN_HEAD_MS;
+    c->remote_raw_len = relay_net_peer(fd, c->remote,
+                                              sizeof(c->remote),
+                                              c->remote_raw);
+
+    ev_io_init(&c->io, relay_conn_io_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_init(&c->hb, relay_conn_hb_cb);
+    c->hb.data = c;
+    ev_io_start(w->loop, &c->io);
+
+    c->next = w->conns;
+    if (w->conns != NULL) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+
+    return c;
+}
+
+
+struct relay_conn *
+relay_conn_new(struct relay_worker *w, int fd, int metrics_listener)
+{
+    struct relay_conn *c;
+
+    c = relay_conn_alloc(w, fd);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->metrics_listener = metrics_listener;
+
+    return c;
+}
+
+
+struct relay_conn *
+relay_conn_adopt(struct relay_worker *w, int fd, uint32_t hops,
+                 const char *data, size_t len)
+{
+    struct relay_conn *c;
+
+    if (len > RELAY_CONN_IN_CAP) {
+        return NULL;
+    }
+    c = relay_conn_alloc(w, fd);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->hops = hops;
+    memcpy(c->in, data, len);
+    c->in_len = len;
+
+    /* the head is already complete: dispatch it on this settle */
+    relay_worker_dispatch(c);
+    relay_conn_touch(c);
+
+    return c;
+}
+
+
+void
+relay_conn_touch(struct relay_conn *c)
+{
+    if (c->dirty) {
+        return;
+    }
+    c->dirty = 1;
+    c->dirty_next = c->w->dirty;
+    c->w->dirty = c;
+}
+
+
+void
+relay_conn_respond(struct relay_conn *c, const char *resp, size_t len)
+{
+    free(c->out);
+    c->out = malloc(len);
+    if (c->out == NULL) {
+        c->state = RELAY_CONN_DEAD;
+        relay_conn_touch(c);
+        return;
+    }
+    memcpy(c->out, resp, len);
+    c->out_len = len;
+    c->out_pos = 0;
+    c->state = RELAY_CONN_RESPOND;
+    c->deadline_ms = relay_util_now_ms() + RELAY_CONN_STALL_MS;
+    relay_conn_touch(c);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* frame watcher */
+
+/*
+ * Follow frame headers in the bytes handed to wslay.  Returns how many of
+ * buf[0..len) may be handed over: all of them, or the bytes before a
+ * header that breaks a rule wslay would not answer with 1002.
+ */
+static size_t
+relay_conn_watch(struct relay_conn *c, const uint8_t *buf, size_t len)
+{
+    struct relay_frame_watch *fw = &c->watch;
+    size_t i = 0, frame_start = 0;
+
+    while (i < len) {
+        if (fw->left > 0) {
+            size_t take = len - i;
+
+            if ((uint64_t)take > fw->left) {
+                take = (size_t)fw->left;
+            }
+            fw->left -= take;
+            i += take;
+            continue;
+        }
+
+        if (fw->hlen == 0) {
+            frame_start = i;
+        }
+        fw->hdr[fw->hlen++] = buf[i++];
+        if (fw->hlen == 2) {
+            uint8_t plen = fw->hdr[1] & 0x7f;
+
+            fw->need = 2 + (plen == 126 ? 2 : plen == 127 ? 8 : 0)
+                       + ((fw->hdr[1] & 0x80) ? 4 : 0);
+        }
+        if (fw->hlen < 2 || fw->hlen < fw->need) {
+            continue;
+        }
+
+        {
+            uint8_t fin = fw->hdr[0] & 0x80;
+            uint8_t op = fw->hdr[0] & 0x0f;
+            uint8_t plen = fw->hdr[1] & 0x7f;
+            uint64_t n = plen;
+            int j;
+
+            if (plen == 126) {
+                n = ((uint64_t)fw->hdr[2] << 8) | fw->hdr[3];
+                if (n < 126) {
+                    fw->bad = 1;
+                }
+            } else if (plen == 127) {
+                n = 0;
+                for (j = 0; j < 8; j++) {
+                    n = (n << 8) | fw->hdr[2 + j];
+                }
+                if (n < 65536 || (n >> 63) != 0) {
+                    fw->bad = 1;
+                }
+            }
+            if ((op & 0x08) != 0 && (!fin || plen > 125)) {
+                fw->bad = 1;
+            }
+            if (fw->bad) {
+                return frame_start;
+            }
+
+            if ((op & 0x08) == 0) {
+                if (!fw->in_msg && c->msg_started_ms == 0) {
+                    c->msg_started_ms = relay_util_now_ms();
+                }
+                fw->in_msg = !fin;
+            }
+            fw->left = n;
+            fw->hlen = 0;
+            fw->need = 0;
+            if (n == 0 && !fw->in_msg && (op & 0x08) == 0) {
+                c->msg_started_ms = 0;
+            }
+        }
+    }
+
+    return len;
+}
+
+
+/* ------------------------------------------------------------------ */
+/* wslay callbacks: they only move bytes and record what happened */
+
+static ssize_t
+relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+                   int flags, void *user)
+{
+    struct relay_conn *c = user;
+    size_t ok;
+    ssize_t n;
+
+    if (c->watch.bad) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    if (c->in_pos < c->in_len) {
+        n = (ssize_t)(c->in_len - c->in_pos);
+        if ((size_t)n > len) {
+            n = (ssize_t)len;
+        }
+        memcpy(buf, c->in + c->in_pos, (size_t)n);
+        c->in_pos += (size_t)n;
+    } else {
+        n = recv(c->fd, buf, len, 0);
+        if (n == 0) {
+            c->eof = 1;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        if (n == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+            } else {
+                c->eof = 1;
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            }
+            return -1;
+        }
+    }
+
+    RELAY_METRIC_ADD(c->w->m, bytes_in, n);
+    ok = relay_conn_watch(c, buf, (size_t)n);
+    if (ok == 0 && c->watch.bad) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+
+    return (ssize_t)ok;
+}
+
+
+static ssize_t
+relay_conn_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
+                   size_t len, int flags, void *user)
+{
+    struct relay_conn *c = user;
+    ssize_t n;
+    int f = MSG_NOSIGNAL;
+
+    if (flags & WSLAY_MSG_MORE) {
+        f |= MSG_MORE;
+    }
+    n = send(c->fd, data, len, f);
+    if (n == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        } else {
+            c->eof = 1;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        }
+        return -1;
+    }
+
+    c->progress_ms = relay_util_now_ms();
+    RELAY_METRIC_ADD(c->w->m, bytes_out, n);
+
+    return n;
+}
+
+
+static void
+relay_conn_ws_msg(wslay_event_context_ptr ctx,
+                  const struct wslay_event_on_msg_recv_arg *arg, void *user)
+{
+    struct relay_conn *c = user;
+
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+        c->msg_started_ms = 0;
+        relay_route_message(c, arg->msg, arg->msg_length);
+        break;
+    case WSLAY_PONG:
+        c->pongs++;
+        if (c->hb_waiting) {
+            c->hb_waiting = 0;
+            ev_timer_stop(c->w->loop, &c->hb);
+            ev_timer_set(&c->hb, c->w->cfg->ping_interval_ms / 1000.0, 0.);
+            ev_timer_start(c->w->loop, &c->hb);
+        }
+        relay_route_pong(c);
+        break;
+    default:
+        break;
+    }
+    relay_conn_touch(c);
+}
+
+
+static const struct wslay_event_callbacks relay_conn_ws_callbacks = {
+    relay_conn_ws_recv,
+    relay_conn_ws_send,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    relay_conn_ws_msg
+};
+
+
+int
+relay_conn_upgrade(struct relay_conn *c, const char accept[29])
+{
+    char resp[256];
+    size_t len;
+
+    len = relay_http_switching_response(resp, sizeof(resp), accept);
+    if (len == 0) {
+        goto failed;
+    }
+    c->out = malloc(len);
+    if (c->out == NULL) {
+        goto failed;
+    }
+    memcpy(c->out, resp, len);
+    c->out_len = len;
+    c->out_pos = 0;
+
+    if (wslay_event_context_server_init(&c->ws, &relay_conn_ws_callbacks, c)
+        != 0)
+    {
+        goto failed;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, RELAY_MSG_MAX);
+
+    /* bytes after the head were pipelined frames: wslay reads them first */
+    c->in_pos = c->in_pos > c->in_len ? c->in_len : c->in_pos;
+    c->state = RELAY_CONN_WS;
+    c->progress_ms = relay_util_now_ms();
+    c->deadline_ms = 0;
+
+    ev_timer_set(&c->hb, c->w->cfg->ping_interval_ms / 1000.0, 0.);
+    ev_timer_start(c->w->loop, &c->hb);
+    relay_conn_touch(c);
+
+    return RELAY_OK;
+
+failed:
+    c->state = RELAY_CONN_DEAD;
+    relay_conn_touch(c);
+    return RELAY_ERROR;
+}
+
+
+int
+relay_conn_send_text(struct relay_conn *c, const uint8_t *data, size_t len)
+{
+    struct wslay_event_msg msg;
+
+    if (c->state != RELAY_CONN_WS || c->close_queued || c->ws == NULL) {
+        return RELAY_ERROR;
+    }
+
+    msg.opcode = WSLAY_TEXT_FRAME;
+    msg.msg = data;
+    msg.msg_length = len;
+    if (wslay_event_queue_msg(c->ws, &msg) != 0) {
+        return RELAY_ERROR;
+    }
+    relay_conn_touch(c);
+
+    return RELAY_OK;
+}
+
+
+void
+relay_conn_ping(struct relay_conn *c)
+{
+    static const uint8_t payload[] = "pyrycode-relay";
+    struct wslay_event_msg msg;
+
+    if (c->state != RELAY_CONN_WS || c->ws == NULL || c->close_queued) {
+        return;
+    }
+    msg.opcode = WSLAY_PING;
+    msg.msg = payload;
+    msg.msg_length = sizeof(payload) - 1;
+    (void)wslay_event_queue_msg(c->ws, &msg);
+    relay_conn_touch(c);
+}
+
+
+static int
+relay_conn_code_on_wire(int code)
+{
+    if (code < 1000 || code > 4999) {
+        return 0;
+    }
+    if (code == 1004 || code == 1006 || code == 1015) {
+        return 0;
+    }
+    if (code >= 1016 && code <= 2999) {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+void
+relay_conn_close(struct relay_conn *c, int code, const char *reason,
+                 int after_data)
+{
+    if (c->close_queued || c->state == RELAY_CONN_DEAD) {
+        return;
+    }
+    c->close_queued = 1;
+    relay_conn_touch(c);
+
+    if (code == 0 || c->state != RELAY_CONN_WS || c->ws == NULL) {
+        c->state = RELAY_CONN_DEAD;
+        return;
+    }
+
+    c->close_code = code;
+    if (reason != NULL) {
+        relay_util_strlcpy(c->close_reason, reason, strlen(reason),
+                           sizeof(c->close_reason));
+    }
+    if (code != RELAY_CLOSE_NO_STATUS && !relay_conn_code_on_wire(code)) {
+        c->close_abort = 1;
+    }
+    c->close_after_data = after_data;
+}
+
+
+size_t
+relay_conn_queued(struct relay_conn *c)
+{
+    if (c->ws == NULL) {
+        return 0;
+    }
+
+    return wslay_event_get_queued_msg_length(c->ws);
+}
+
+
+size_t
+relay_conn_outbox(struct relay_conn *c)
+{
+    if (c->ws == NULL) {
+        return 0;
+    }
+
+    return wslay_event_get_queued_msg_length(c->ws)
+           + RELAY_CONN_CHARGE * wslay_event_get_queued_msg_count(c->ws);
+}
+
+
+void
+relay_conn_set_paused(struct relay_conn *c, int paused)
+{
+    if (c->paused == paused) {
+        return;
+    }
+    c->paused = paused;
+    relay_conn_touch(c);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* the loop side: I/O, settle, free */
+
+static void
+relay_conn_read_head(struct relay_conn *c)
+{
+    ssize_t n;
+
+    if (c->in_len >= RELAY_CONN_IN_CAP) {
+        return;
+    }
+    n = recv(c->fd, c->in + c->in_len, RELAY_CONN_IN_CAP - c->in_len, 0);
+    if (n == 0) {
+        c->state = RELAY_CONN_DEAD;
+        return;
+    }
+    if (n == -1) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            c->state = RELAY_CONN_DEAD;
+        }
+        return;
+    }
+    c->in_len += (size_t)n;
+
+    relay_worker_dispatch(c);
+}
+
+
+static void
+relay_conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct relay_conn *c = io->data;
+
+    if (c->state == RELAY_CONN_HEAD && (revents & EV_READ)) {
+        relay_conn_read_head(c);
+    } else if (c->state == RELAY_CONN_WS && (revents & EV_READ)
+               && c->out_pos == c->out_len)
+    {
+        /* an error here has already queued wslay's close: settle sends it */
+        (void)wslay_event_recv(c->ws);
+    } else if ((c->state == RELAY_CONN_RESPOND
+                || c->state == RELAY_CONN_LINGER) && (revents & EV_READ)) {
+        char sink[4096];
+        ssize_t n;
+
+        /* the answer is decided; what the client still sends is moot */
+        n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+            c->eof = 1;
+        }
+    }
+    relay_conn_touch(c);
+}
+
+
+static void
+relay_conn_hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct relay_conn *c = t->data;
+
+    if (c->state != RELAY_CONN_WS || c->close_queued) {
+        return;
+    }
+    if (c->hb_waiting) {
+        relay_log(RELAY_LOG_INFO, "heartbeat_timeout", "conn_id",
+                  c->conn_id, "remote", c->remote, NULL);
+        relay_conn_close(c, RELAY_CLOSE_INTERNAL, "heartbeat timeout", 0);
+        return;
+    }
+    c->hb_waiting = 1;
+    relay_conn_ping(c);
+    ev_timer_set(&c->hb, c->w->cfg->ping_timeout_ms / 1000.0, 0.);
+    ev_timer_start(loop, &c->hb);
+}
+
+
+static void
+relay_conn_free(struct relay_conn *c)
+{
+    struct relay_worker *w = c->w;
+
+    relay_route_detach(c);
+
+    ev_io_stop(w->loop, &c->io);
+    ev_timer_stop(w->loop, &c->hb);
+    if (c->fd != -1) {
+        close(c->fd);
+    }
+    if (c->ws != NULL) {
+        wslay_event_context_free(c->ws);
+    }
+    if (c->queued_reported != 0) {
+        RELAY_METRIC_SUB(w->m, queued_bytes, c->queued_reported);
+    }
+    if (c->reserved) {
+        relay_shm_conn_release(w->shm);
+        RELAY_METRIC_SUB(w->m, conns, 1);
+    }
+    if (c->dirty) {
+        struct relay_conn **pp;
+
+        /* freed while queued for another settle: unlink it first */
+        for (pp = &w->dirty; *pp != NULL; pp = &(*pp)->dirty_next) {
+            if (*pp == c) {
+                *pp = c->dirty_next;
+                break;
+            }
+        }
+    }
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    w->nconns--;
+
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+
+/*
+ * Our last bytes are out: stop writing, but keep reading and discarding
+ * for a moment.  Closing with unread input would send a reset that can
+ * destroy the close frame or error response before the peer reads it.
+ */
+static void
+relay_conn_linger(struct relay_conn *c)
+{
+    relay_route_detach(c);
+    if (c->ws != NULL) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->state = RELAY_CONN_LINGER;
+    c->deadline_ms = relay_util_now_ms() + RELAY_CONN_DRAIN_MS;
+    ev_io_stop(c->w->loop, &c->io);
+    ev_io_set(&c->io, c->fd, EV_READ);
+    ev_io_start(c->w->loop, &c->io);
+}
+
+
+/* Write pending raw bytes.  Returns 1 when they are all out. */
+static int
+relay_conn_flush_raw(struct relay_conn *c)
+{
+    ssize_t n;
+
+    while (c->out_pos < c->out_len) {
+        n = send(c->fd, c->out + c->out_pos, c->out_len - c->out_pos,
+                 MSG_NOSIGNAL);
+        if (n == -1) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                c->eof = 1;
+            }
+            return 0;
+        }
+        c->out_pos += (size_t)n;
+        c->progress_ms = relay_util_now_ms();
+    }
+    if (c->out != NULL) {
+        free(c->out);
+        c->out = NULL;
+        c->out_len = c->out_pos = 0;
+    }
+
+    return 1;
+}
+
+
+static void
+relay_conn_settle_ws(struct relay_conn *c)
+{
+    int ev = 0, before, now_q;
+    size_t q_before;
+
+    if (c->eof) {
+        c->state = RELAY_CONN_DEAD;
+        return;
+    }
+    if (!relay_conn_flush_raw(c)) {
+        if (c->eof) {
+            c->state = RELAY_CONN_DEAD;
+            return;
+        }
+        ev_io_stop(c->w->loop, &c->io);
+        ev_io_set(&c->io, c->fd, EV_WRITE);
+        ev_io_start(c->w->loop, &c->io);
+        return;
+    }
+
+    if (c->watch.bad && !c->close_queued) {
+        relay_log(RELAY_LOG_INFO, "ws_protocol_error", "conn_id",
+                  c->conn_id, "remote", c->remote, NULL);
+        c->notice_code = RELAY_CLOSE_GOING_AWAY;
+        relay_conn_close(c, RELAY_CLOSE_PROTOCOL, NULL, 0);
+    }
+
+    /* a close the relay asked for goes out once the data before it has */
+    if (c->close_queued && !wslay_event_get_close_sent(c->ws)
+        && !(c->close_after_data && wslay_event_get_queued_msg_count(c->ws)
+             > 0))
+    {
+        if (c->close_abort) {
+            c->state = RELAY_CONN_DEAD;
+            return;
+        }
+        if (c->close_code == RELAY_CLOSE_NO_STATUS) {
+            (void)wslay_event_queue_close(c->ws, 0, NULL, 0);
+        } else {
+            (void)wslay_event_queue_close(c->ws, (uint16_t)c->close_code,
+                                          (const uint8_t *)c->close_reason,
+                                          strlen(c->close_reason));
+        }
+    }
+
+    q_before = wslay_event_get_queued_msg_length(c->ws);
+    if (wslay_event_send(c->ws) != 0) {
+        c->state = RELAY_CONN_DEAD;
+        return;
+    }
+    if (wslay_event_get_queued_msg_length(c->ws) < q_before) {
+        relay_route_drained(c);
+    }
+
+    /* wslay queued its own close (1002, 1007, 1009): the peer broke it */
+    if (!c->close_queued && wslay_event_get_close_sent(c->ws)
+        && !wslay_event_get_close_received(c->ws))
+    {
+        c->close_queued = 1;
+        c->notice_code = RELAY_CLOSE_GOING_AWAY;
+    }
+    if (wslay_event_get_close_sent(c->ws) && c->close_sent_ms == 0) {
+        c->close_sent_ms = relay_util_now_ms();
+    }
+
+    if (wslay_event_get_close_sent(c->ws)
+        && (wslay_event_get_close_received(c->ws)
+            || !wslay_event_get_read_enabled(c->ws))
+        && !wslay_event_want_write(c->ws))
+    {
+        /* our close is out and theirs came in (or never will): done */
+        if (wslay_event_get_close_received(c->ws)
+            || !wslay_event_get_read_enabled(c->ws)
+            || c->close_sent_ms + RELAY_CONN_LINGER_MS
+               <= relay_util_now_ms())
+        {
+            relay_conn_linger(c);
+            return;
+        }
+    }
+    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+        if (wslay_event_get_close_sent(c->ws)) {
+            relay_conn_linger(c);
+        } else {
+            c->state = RELAY_CONN_DEAD;
+        }
+        return;
+    }
+
+    if (wslay_event_want_read(c->ws) && !c->paused) {
+        ev |= EV_READ;
+    }
+    if (wslay_event_want_write(c->ws)) {
+        ev |= EV_WRITE;
+    }
+    if (ev == 0 && !c->paused) {
+        c->state = RELAY_CONN_DEAD;
+        return;
+    }
+
+    before = c->queued_reported;
+    now_q = (int)wslay_event_get_queued_msg_length(c->ws);
+    if (now_q != before) {
+        if (now_q > before) {
+            RELAY_METRIC_ADD(c->w->m, queued_bytes, now_q - before);
+        } else {
+            RELAY_METRIC_SUB(c->w->m, queued_bytes, before - now_q);
+        }
+        c->queued_reported = now_q;
+    }
+
+    if (ev == 0) {
+        ev_io_stop(c->w->loop, &c->io);
+        return;
+    }
+    if ((c->io.events & (EV_READ | EV_WRITE)) != ev
+        || !ev_is_active(&c->io))
+    {
+        ev_io_stop(c->w->loop, &c->io);
+        ev_io_set(&c->io, c->fd, ev);
+        ev_io_start(c->w->loop, &c->io);
+    }
+}
+
+
+void
+relay_conn_settle(struct relay_conn *c)
+{
+    c->dirty = 0;
+
+    switch (c->state) {
+    case RELAY_CONN_HEAD:
+        break;
+    case RELAY_CONN_RESPOND:
+        if (!c->eof && relay_conn_flush_raw(c)) {
+            relay_conn_linger(c);
+            break;
+        }
+        if (c->eof) {
+            c->state = RELAY_CONN_DEAD;
+            break;
+        }
+        ev_io_stop(c->w->loop, &c->io);
+        ev_io_set(&c->io, c->fd, EV_WRITE);
+        ev_io_start(c->w->loop, &c->io);
+        break;
+    case RELAY_CONN_WS:
+        relay_conn_settle_ws(c);
+        break;
+    case RELAY_CONN_LINGER:
+        if (c->eof) {
+            c->state = RELAY_CONN_DEAD;
+        }
+        break;
+    default:
+        break;
+    }
+
+    if (c->state == RELAY_CONN_DEAD) {
+        relay_conn_free(c);
+    }
+}
+
+
+void
+relay_conn_sweep(struct relay_conn *c, uint64_t now)
+{
+    switch (c->state) {
+    case RELAY_CONN_HEAD:
+    case RELAY_CONN_RESPOND:
+    case RELAY_CONN_LINGER:
+        if (c->deadline_ms != 0 && now >= c->deadline_ms) {
+            c->state = RELAY_CONN_DEAD;
+            relay_conn_touch(c);
+        }
+        break;
+    case RELAY_CONN_WS:
+        if (c->msg_started_ms != 0
+            && now - c->msg_started_ms >= RELAY_CONN_MSG_MS)
+        {
+            relay_log(RELAY_LOG_INFO, "message_timeout", "conn_id",
+                      c->conn_id, "remote", c->remote, NULL);
+            c->notice_code = RELAY_CLOSE_GOING_AWAY;
+            c->state = RELAY_CONN_DEAD;
+            relay_conn_touch(c);
+            break;
+        }
+        if ((c->out_pos < c->out_len
+             || (c->ws != NULL && wslay_event_want_write(c->ws)))
+            && now - c->progress_ms >= RELAY_CONN_STALL_MS)
+        {
+            relay_log(RELAY_LOG_INFO, "write_stalled", "conn_id",
+                      c->conn_id, "remote", c->remote, NULL);
+            c->notice_code = RELAY_CLOSE_GOING_AWAY;
+            c->state = RELAY_CONN_DEAD;
+            relay_conn_touch(c);
+            break;
+        }
+        if (c->close_sent_ms != 0
+            && now - c->close_sent_ms >= RELAY_CONN_LINGER_MS)
+        {
+            c->state = RELAY_CONN_DEAD;
+            relay_conn_touch(c);
+        }
+        break;
+    default:
+        break;
+    }
+}

@@ -4,9 +4,10 @@
  * WebSocket.
  *
  * A protocol module: it works on buffers and does no I/O, no allocation
- * and no logging, so it can be tested on a head split at every offset and
- * fuzzed.  The parser is strict about syntax and bounded by
- * RELAY_HEAD_MAX; it keeps offsets into the caller's buffer, never copies.
+ * of its own (libcrypto's digest may allocate) and no logging, so it can
+ * be tested on a head split at every offset and fuzzed.  The parser is
+ * strict about syntax and bounded by RELAY_HEAD_MAX; it keeps offsets into
+ * the caller's buffer, never copies.
  */
 
 #ifndef RELAY_HTTP_H
@@ -69,9 +70,23 @@ enum relay_http_parse_result {
 /*
  * Parse the request head at buf[0..len).  Lines end in CRLF (a bare LF is
  * accepted too); the head ends at the first empty line.  Bytes after the
- * head are not looked at.  Returns one of enum relay_http_parse_result.
- * Calling again with a longer buffer re-parses from the start, so the
- * result never depends on how the bytes were split.
+ * head, and bytes past RELAY_HEAD_MAX, are not looked at.  Returns one of
+ * enum relay_http_parse_result.  Calling again with a longer buffer
+ * re-parses from the start, so the result never depends on how the bytes
+ * were split: every proper prefix of a head gives AGAIN (or BAD as soon as
+ * a byte makes it malformed), the whole head OK.
+ *
+ * The syntax accepted, anything else being BAD:
+ *   request line  METHOD SP target SP "HTTP/1.0" | "HTTP/1.1"; METHOD a
+ *                 token, matched case-sensitively (GET, HEAD, else OTHER);
+ *                 target starts with '/' and is bytes 0x21..0x7e
+ *   header line   name ":" value; name a token, no blank before the colon;
+ *                 value without control bytes other than HTAB, nor DEL;
+ *                 no obs-fold (a line starting with SP or HTAB)
+ * A CR must be followed by LF.  No empty line may precede the request line.
+ *
+ * req is zeroed first and is meaningful only when OK is returned; then
+ * head_len <= RELAY_HEAD_MAX and every span lies inside buf[0..head_len).
  */
 int relay_http_parse(const char *buf, size_t len,
                      struct relay_http_request *req);
@@ -105,7 +120,18 @@ struct relay_http_verdict {
 /*
  * Check required headers for endpoint (RELAY_EP_SERVER or RELAY_EP_CLIENT)
  * and then the WebSocket handshake, in the order of SPEC.md section 2.
- * A server-id that breaks the syntax of SPEC.md section 3 is a 400.
+ * req must come from a relay_http_parse() of buf that returned OK.
+ *
+ * Required headers, each missing or empty after trimming a 400: the
+ * server needs x-pyrycode-server, x-pyrycode-version and user-agent, the
+ * client x-pyrycode-server and user-agent; then a server-id that breaks
+ * the syntax of SPEC.md section 3 is a 400.  Any other endpoint skips
+ * this step.  The handshake is then checked in this order: HTTP/1.0, no
+ * "upgrade" token in Connection, no "websocket" token in Upgrade (426 with
+ * "Upgrade: websocket"); not GET (405); Sec-WebSocket-Version not exactly
+ * "13" (400 with "Sec-WebSocket-Version: 13"); Sec-WebSocket-Key absent or
+ * not 22 base64 characters and "==" (400).  reason never quotes a value
+ * from the request.  On success status is 0 and the pointers are NULL.
  */
 void relay_http_check_upgrade(const char *buf,
                               const struct relay_http_request *req,
@@ -120,22 +146,24 @@ int relay_http_has_token(const char *value, size_t len, const char *token);
 /*
  * Compute Sec-WebSocket-Accept for key[0..len): base64 of the SHA-1 of the
  * key followed by the RFC 6455 GUID.  Writes 28 characters and a NUL.
- * Returns 0, or -1 if the digest failed.
+ * Returns 0, or -1 if the digest failed (out is then the empty string).
  */
 int relay_http_ws_accept(const char *key, size_t len, char out[29]);
 
 /*
  * Write a complete error response into out: status line, Content-Type
  * text/plain; charset=utf-8, Content-Length, Connection: close, the
- * optional extra header line, and body followed by "\n".  Returns the
- * length written, or 0 if cap is too small.
+ * optional extra header line, and body followed by "\n" (a NULL body is
+ * taken as empty).  Content-Length counts that "\n".  No NUL is written.
+ * Returns the length written, or 0 if cap is too small.
  */
 size_t relay_http_error_response(char *out, size_t cap, int status,
                                  const char *extra_header, const char *body);
 
 /*
  * Write "HTTP/1.1 101 Switching Protocols" with Upgrade, Connection and
- * Sec-WebSocket-Accept.  Returns the length, or 0 if cap is too small.
+ * Sec-WebSocket-Accept, and nothing else: no subprotocol, no extension.
+ * No NUL is written.  Returns the length, or 0 if cap is too small.
  */
 size_t relay_http_switching_response(char *out, size_t cap,
                                      const char accept[29]);
@@ -143,7 +171,8 @@ size_t relay_http_switching_response(char *out, size_t cap,
 /*
  * Write a 200 response with the given content type, Cache-Control:
  * no-store, Content-Length and Connection: close, then body[0..len)
- * unless head_only.  Returns the length, or 0 if cap is too small.
+ * unless head_only (Content-Length is len either way).  No NUL is written.
+ * Returns the length, or 0 if cap is too small.
  */
 size_t relay_http_ok_response(char *out, size_t cap, const char *ctype,
                               const char *body, size_t len, int head_only);

@@ -55,24 +55,43 @@ struct relay_json_member {
     int type;                   /* enum relay_json_type */
 };
 
-/* Validate buf[0..len) as one JSON text.  Returns enum relay_json_result. */
+/*
+ * Validate buf[0..len) as one JSON text of any type.  Returns RELAY_JSON_OK,
+ * RELAY_JSON_INVALID or RELAY_JSON_TOO_DEEP (never NOT_OBJECT).  TOO_DEEP
+ * is returned as soon as the nesting passes the limit, whatever follows.
+ */
 int relay_json_validate(const uint8_t *buf, size_t len);
 
 /*
  * Validate buf[0..len) and, if its top-level value is an object, record
  * its members in order into members[0..max).  *count receives the total
  * number of members, which may exceed max (the extra ones are validated
- * but not recorded).  Returns RELAY_JSON_OK, RELAY_JSON_INVALID,
- * RELAY_JSON_TOO_DEEP or RELAY_JSON_NOT_OBJECT.
+ * but not recorded); it is 0 unless the result is RELAY_JSON_OK.  members
+ * may be NULL when max is 0, count may be NULL.  Returns RELAY_JSON_OK,
+ * RELAY_JSON_INVALID, RELAY_JSON_TOO_DEEP or RELAY_JSON_NOT_OBJECT (only
+ * for a valid text whose top level is not an object).
  */
 int relay_json_scan_object(const uint8_t *buf, size_t len,
                            struct relay_json_member *members, size_t max,
                            size_t *count);
 
 /*
+ * Like relay_json_scan_object, without a limit on the members: cb(member,
+ * arg) is called for each top-level member, in order, when its value has
+ * been scanned.  The scan goes on after a callback, so an error found
+ * later still fails the call: act on what cb saw only if the result is
+ * RELAY_JSON_OK.  cb may be NULL.  Same return codes.
+ */
+int relay_json_scan_members(const uint8_t *buf, size_t len,
+                            void (*cb)(const struct relay_json_member *member,
+                                       void *arg),
+                            void *arg);
+
+/*
  * Decode the raw body of a validated JSON string (the bytes between the
  * quotes) into out as UTF-8 and NUL-terminate it.  Returns the decoded
- * length, or -1 if it does not fit in cap-1 bytes or decodes to a NUL.
+ * length, or -1 if it does not fit in cap-1 bytes, decodes to a NUL, or
+ * holds a bad escape (checked, so an unvalidated body cannot overrun).
  */
 long relay_json_string_decode(const uint8_t *raw, size_t len, char *out,
                               size_t cap);

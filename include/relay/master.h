@@ -1,1 +1,14 @@
-/* master.h: placeholder. */
+/*
+ * master.h: the master process: binds, maps shared memory, forks and
+ * supervises the workers.
+ */
+
+#ifndef RELAY_MASTER_H
+#define RELAY_MASTER_H
+
+#include "relay/config.h"
+
+/* Run the relay with cfg.  Returns the process exit status. */
+int relay_master_run(struct relay_config *cfg);
+
+#endif

@@ -17,6 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most buckets one table can have. */
+#define RELAY_RATELIMIT_BUCKETS_MAX (1u << 24)
+
+/* A bucket for an address lives within this many entries of its hash. */
+#define RELAY_RATELIMIT_PROBE       16u
+
 struct relay_ratelimit_bucket_shm {
     uint8_t addr[16];           /* IPv4 as v4-mapped IPv6 */
     uint32_t used;              /* 0: empty */
@@ -30,17 +36,21 @@ struct relay_ratelimit_shm {
     uint32_t burst;             /* 20 */
     uint32_t refill_ms;         /* one token per refill_ms, 6000 */
     uint32_t idle_ms;           /* forget after, 120000 */
-    uint32_t pad;
+    uint32_t repairs;           /* times a dead owner's lock was repaired */
     pthread_mutex_t lock;
     struct relay_ratelimit_bucket_shm buckets[];
 };
 
-/* Bytes for a table of nbuckets (rounded up to a power of two). */
+/*
+ * Bytes for a table of nbuckets (rounded up to a power of two).  Returns 0
+ * if nbuckets is 0 or above RELAY_RATELIMIT_BUCKETS_MAX.
+ */
 size_t relay_ratelimit_size(uint32_t nbuckets);
 
 /*
- * Lay out an empty table in zeroed MAP_SHARED memory.  Returns RELAY_OK
- * or RELAY_ERROR with errno set.
+ * Lay out an empty table in zeroed MAP_SHARED memory.  burst must be 1 to
+ * UINT32_MAX / 1000 and refill_ms at least 1.  Returns RELAY_OK or
+ * RELAY_ERROR with errno set (EINVAL for a bad argument).
  */
 int relay_ratelimit_init(struct relay_ratelimit_shm *rl, uint32_t nbuckets,
                          uint32_t burst, uint32_t refill_ms,
@@ -49,8 +59,8 @@ int relay_ratelimit_init(struct relay_ratelimit_shm *rl, uint32_t nbuckets,
 /*
  * Spend one token of the bucket for addr (4 bytes IPv4 or 16 bytes IPv6)
  * at time now_ms (monotonic).  Returns 1 if a token was spent (allowed),
- * 0 if the bucket is empty (refuse with 429), or -1 if the lock failed
- * (callers allow the request).
+ * 0 if the bucket is empty (refuse with 429), or -1 if the lock failed or
+ * addrlen is neither 4 nor 16 (errno set; callers allow the request).
  */
 int relay_ratelimit_take(struct relay_ratelimit_shm *rl, const uint8_t *addr,
                          size_t addrlen, uint64_t now_ms);
