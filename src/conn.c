@@ -214,7 +214,11 @@ relay_conn_watch(struct relay_conn *c, const uint8_t *buf, size_t len)
                     fw->bad = 1;
                 }
             }
+            /* a close payload is empty or holds at least a status code */
             if ((op & 0x08) != 0 && (!fin || plen > 125)) {
+                fw->bad = 1;
+            }
+            if (op == 0x08 && plen == 1) {
                 fw->bad = 1;
             }
             if (fw->bad) {
@@ -331,6 +335,7 @@ relay_conn_ws_msg(wslay_event_context_ptr ctx,
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
         c->msg_started_ms = 0;
+        c->last_opcode = arg->opcode;
         relay_route_message(c, arg->msg, arg->msg_length);
         break;
     case WSLAY_PONG:

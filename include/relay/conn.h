@@ -83,6 +83,7 @@ struct relay_conn {
     uint64_t msg_started_ms;            /* 0: no message in progress */
     uint64_t progress_ms;               /* last write that moved bytes */
     uint64_t pongs;                     /* pongs received */
+    int last_opcode;                    /* of the last data message */
     int hb_waiting;                     /* a heartbeat ping is out */
     int eof;                            /* peer closed TCP */
     int reserved;                       /* holds a connection-cap place */
