@@ -34,5 +34,5 @@ main(int argc, char **argv)
     /* a peer that vanishes mid-write must not kill the process */
     signal(SIGPIPE, SIG_IGN);
 
-    return relay_master_run(&cfg);
+    return relay_master_run(&cfg, argc, argv);
 }

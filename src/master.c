@@ -44,15 +44,26 @@
 #define RELAY_MASTER_BACKOFF_MAX_MS 10000
 #define RELAY_MASTER_BACKLOG        4096
 
+/*
+ * Workers live in slots.  nworkers accept positions each have one
+ * SO_REUSEPORT listener, kept open by the master so that a respawned or
+ * reloaded worker takes it over with whatever connections wait in its
+ * queue.  A reload starts a new generation of workers in free slots and
+ * retires the old ones, which keep their connections until those end.
+ */
 struct relay_master {
     struct relay_config *cfg;
+    int argc;
+    char **argv;
     struct relay_shm *shm;
     int nworkers;
-    int listen_fd[RELAY_WORKERS_MAX];
+    int listen_fd[RELAY_WORKERS_MAX];           /* per accept position */
     int metrics_fd;
-    int chan_recv[RELAY_WORKERS_MAX];
+    int chan_recv[RELAY_WORKERS_MAX];           /* per slot */
     int chan_send[RELAY_WORKERS_MAX];
     int life[2];
+    int position[RELAY_WORKERS_MAX];            /* slot's accept position */
+    int active[RELAY_WORKERS_MAX];              /* accepting, respawned */
     uint64_t respawn_at[RELAY_WORKERS_MAX];     /* 0: none pending */
     int young_deaths[RELAY_WORKERS_MAX];
     int fatal[RELAY_WORKERS_MAX];
@@ -79,8 +90,11 @@ relay_master_size_limits(struct relay_master *m, char *err, size_t errlen)
         rl.rlim_cur = 1024;
     }
 
-    /* a worker may own every server-id: each must fit one process */
-    avail = (long)rl.rlim_cur - RELAY_MASTER_FD_RESERVE - 4 * m->nworkers;
+    /*
+     * A worker may own every server-id, so the cap must fit one process,
+     * next to its listeners, log and one handoff socket per slot.
+     */
+    avail = (long)rl.rlim_cur - RELAY_MASTER_FD_RESERVE - RELAY_WORKERS_MAX;
     if (avail < 1) {
         avail = 1;
     }
@@ -173,9 +187,11 @@ relay_master_spawn(struct relay_master *m, int slot)
     if (pid == 0) {
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        for (i = 0; i < m->nworkers; i++) {
-            if (i != slot) {
+        for (i = 0; i < RELAY_WORKERS_MAX; i++) {
+            if (i < m->nworkers && i != m->position[slot]) {
                 close(m->listen_fd[i]);
+            }
+            if (i != slot) {
                 close(m->chan_recv[i]);
             }
         }
@@ -186,7 +202,7 @@ relay_master_spawn(struct relay_master *m, int slot)
         init.gen = ws->gen;
         init.cfg = m->cfg;
         init.shm = m->shm;
-        init.listen_fd = m->listen_fd[slot];
+        init.listen_fd = m->listen_fd[m->position[slot]];
         init.metrics_fd = m->metrics_fd;
         init.channel_fd = m->chan_recv[slot];
         init.channel_send = m->chan_send;
@@ -212,12 +228,12 @@ relay_master_reap(struct relay_master *m)
     int status, slot, freed;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (slot = 0; slot < m->nworkers; slot++) {
+        for (slot = 0; slot < RELAY_WORKERS_MAX; slot++) {
             if (m->shm->workers[slot].pid == pid) {
                 break;
             }
         }
-        if (slot == m->nworkers) {
+        if (slot == RELAY_WORKERS_MAX) {
             continue;
         }
         ws = &m->shm->workers[slot];
@@ -242,7 +258,7 @@ relay_master_reap(struct relay_master *m)
                   NULL);
         (void)freed;
 
-        if (m->stopping) {
+        if (m->stopping || !m->active[slot]) {
             continue;
         }
         if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
@@ -276,7 +292,7 @@ relay_master_alive(struct relay_master *m)
 {
     int i, n = 0;
 
-    for (i = 0; i < m->nworkers; i++) {
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
         if (m->shm->workers[i].pid != 0) {
             n++;
         }
@@ -291,7 +307,7 @@ relay_master_signal_all(struct relay_master *m, int sig)
 {
     int i;
 
-    for (i = 0; i < m->nworkers; i++) {
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
         if (m->shm->workers[i].pid != 0) {
             kill(m->shm->workers[i].pid, sig);
         }
@@ -321,6 +337,108 @@ relay_master_stop(struct relay_master *m, sigset_t *set)
         (void)sigtimedwait(set, &info, &ts);
         relay_master_reap(m);
     }
+}
+
+
+/*
+ * SIGHUP: read the configuration again; if it is valid, start a new
+ * generation of workers with it and retire the old one.  Settings that
+ * only a restart can change keep their old values.
+ */
+static void
+relay_master_reload(struct relay_master *m)
+{
+    struct relay_config *next;
+    char err[512];
+    int free_slots[RELAY_WORKERS_MAX];
+    int i, k, nfree = 0;
+
+    relay_log(RELAY_LOG_NOTICE, "reloading", NULL);
+
+    next = malloc(sizeof(*next));
+    if (next == NULL) {
+        relay_log(RELAY_LOG_ERR, "reload_failed", "err", "out of memory",
+                  NULL);
+        return;
+    }
+    relay_config_defaults(next);
+    if (relay_config_parse_args(next, m->argc, m->argv, err, sizeof(err))
+        != RELAY_CONFIG_OK)
+    {
+        relay_log(RELAY_LOG_ERR, "reload_failed", "err", err, NULL);
+        free(next);
+        return;
+    }
+
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
+        if (m->shm->workers[i].pid == 0 && !m->active[i]) {
+            free_slots[nfree++] = i;
+        }
+    }
+    if (nfree < m->nworkers) {
+        relay_log(RELAY_LOG_ERR, "reload_failed", "err",
+                  "too many retiring workers; try again later", NULL);
+        free(next);
+        return;
+    }
+
+    /* what needs a restart: sockets, slots, identity, shared sizes */
+    if (strcmp(next->insecure_listen.text, m->cfg->insecure_listen.text) != 0
+        || strcmp(next->metrics_listen.text, m->cfg->metrics_listen.text)
+           != 0
+        || next->workers != m->cfg->workers
+        || next->max_servers != m->cfg->max_servers
+        || strcmp(next->user, m->cfg->user) != 0
+        || strcmp(next->pid_file, m->cfg->pid_file) != 0)
+    {
+        relay_log(RELAY_LOG_WARN, "reload_needs_restart", "err",
+                  "listeners, workers, max-servers, user and pid-file "
+                  "change only on restart", NULL);
+    }
+    next->insecure_listen = m->cfg->insecure_listen;
+    next->metrics_listen = m->cfg->metrics_listen;
+    next->workers = m->cfg->workers;
+    next->max_servers = m->cfg->max_servers;
+    memcpy(next->user, m->cfg->user, sizeof(next->user));
+    memcpy(next->pid_file, m->cfg->pid_file, sizeof(next->pid_file));
+    if (!next->max_connections_explicit) {
+        next->max_connections = m->cfg->max_connections;
+    }
+
+    if (strcmp(next->log_file, m->cfg->log_file) != 0
+        || next->log_level != m->cfg->log_level)
+    {
+        if (relay_log_open(next->log_file, next->log_level) == -1) {
+            relay_log(RELAY_LOG_ERR, "reload_failed", "err", strerror(errno),
+                      "path", next->log_file, NULL);
+            free(next);
+            return;
+        }
+    }
+
+    /* the old generation's workers keep their own copy of the old cfg */
+    *m->cfg = *next;
+    free(next);
+    m->shm->max_connections = m->cfg->max_connections;
+
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
+        if (m->active[i]) {
+            m->active[i] = 0;
+            m->respawn_at[i] = 0;
+            if (m->shm->workers[i].pid != 0) {
+                kill(m->shm->workers[i].pid, SIGWINCH);
+            }
+        }
+    }
+    for (k = 0; k < m->nworkers; k++) {
+        i = free_slots[k];
+        m->active[i] = 1;
+        m->position[i] = k;
+        m->young_deaths[i] = 0;
+        relay_master_spawn(m, i);
+    }
+
+    relay_log(RELAY_LOG_NOTICE, "reloaded", NULL);
 }
 
 
@@ -356,7 +474,7 @@ relay_master_bind(struct relay_master *m)
 
 
 int
-relay_master_run(struct relay_config *cfg)
+relay_master_run(struct relay_config *cfg, int argc, char **argv)
 {
     struct relay_master m;
     struct timespec ts;
@@ -369,6 +487,8 @@ relay_master_run(struct relay_config *cfg)
 
     memset(&m, 0, sizeof(m));
     m.cfg = cfg;
+    m.argc = argc;
+    m.argv = argv;
 
     n = cfg->workers;
     if (n <= 0) {
@@ -413,7 +533,7 @@ relay_master_run(struct relay_config *cfg)
                   NULL);
         return 1;
     }
-    for (i = 0; i < m.nworkers; i++) {
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
         int sv[2];
 
         if (relay_channel_pair(sv) == -1) {
@@ -463,13 +583,15 @@ relay_master_run(struct relay_config *cfg)
     relay_log(RELAY_LOG_NOTICE, "master_started", "worker", err, "path",
               cfg->insecure_listen.text, NULL);
     for (i = 0; i < m.nworkers; i++) {
+        m.active[i] = 1;
+        m.position[i] = i;
         relay_master_spawn(&m, i);
     }
 
     for (;;) {
         now = relay_util_now_ms();
         next = now + 1000;
-        for (i = 0; i < m.nworkers; i++) {
+        for (i = 0; i < RELAY_WORKERS_MAX; i++) {
             if (m.respawn_at[i] != 0 && m.respawn_at[i] <= now) {
                 relay_master_spawn(&m, i);
             }
@@ -489,10 +611,14 @@ relay_master_run(struct relay_config *cfg)
         switch (sig) {
         case SIGCHLD:
             relay_master_reap(&m);
-            for (i = 0; i < m.nworkers && m.fatal[i]; i++) {
+            for (i = 0; i < RELAY_WORKERS_MAX; i++) {
+                if (m.active[i] && !m.fatal[i]) {
+                    break;
+                }
             }
-            if (i == m.nworkers) {
+            if (i == RELAY_WORKERS_MAX) {
                 relay_log(RELAY_LOG_ALERT, "all_workers_fatal", NULL);
+                relay_master_stop(&m, &set);
                 return 1;
             }
             break;
@@ -518,11 +644,7 @@ relay_master_run(struct relay_config *cfg)
             relay_master_signal_all(&m, SIGUSR1);
             break;
         case SIGHUP:
-            /* TODO: reload configuration and certificates on SIGHUP; until
-             * then the signal only reopens the log files */
-            relay_log(RELAY_LOG_NOTICE, "reload_not_supported", NULL);
-            (void)relay_log_reopen();
-            relay_master_signal_all(&m, SIGUSR1);
+            relay_master_reload(&m);
             break;
         default:
             break;

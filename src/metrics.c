@@ -71,7 +71,7 @@ relay_metrics_sum(struct relay_shm *shm, struct relay_counters_shm *out)
     uint32_t i;
 
     memset(out, 0, sizeof(*out));
-    for (i = 0; i < shm->nworkers; i++) {
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
         relay_metrics_add_block(out, &shm->counters[i]);
     }
     relay_metrics_add_block(out, &shm->counters[RELAY_SHM_RETIRED]);
@@ -157,7 +157,7 @@ relay_metrics_render(struct relay_shm *shm, char *out, size_t cap)
     int e, o;
 
     relay_metrics_sum(shm, &s);
-    for (i = 0; i < shm->nworkers; i++) {
+    for (i = 0; i < RELAY_WORKERS_MAX; i++) {
         restarts += RELAY_LOAD(&shm->workers[i].restarts);
     }
 

@@ -110,6 +110,7 @@ relay_route_get(struct relay_worker *w, const char *id, size_t len)
     b = relay_route_hash(id, len) & (w->nbuckets - 1);
     s->hnext = w->servers[b];
     w->servers[b] = s;
+    w->nservers++;
 
     return s;
 }
@@ -137,6 +138,7 @@ relay_route_maybe_free(struct relay_server *s)
     }
     ev_timer_stop(w->loop, &s->grace);
     ev_timer_stop(w->loop, &s->probe);
+    w->nservers--;
     free(s);
 }
 

@@ -49,7 +49,10 @@ relay_worker_settle_cb(struct ev_loop *loop, ev_prepare *p, int revents)
         relay_conn_settle(c);
     }
 
-    if (w->draining && w->nconns == 0) {
+    /* a retired worker also waits out its grace windows */
+    if ((w->draining && w->nconns == 0)
+        || (w->retiring && w->nconns == 0 && w->nservers == 0))
+    {
         ev_break(loop, EVBREAK_ALL);
     }
 }
@@ -105,7 +108,7 @@ relay_worker_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct relay_worker *w = t->data;
 
-    if (w->draining) {
+    if (w->draining || w->retiring) {
         return;
     }
     ev_io_start(loop, &w->listen_w);
@@ -157,6 +160,7 @@ relay_worker_drain(struct relay_worker *w)
     ev_io_stop(w->loop, &w->metrics_w);
     ev_io_stop(w->loop, &w->master_w);
     ev_timer_stop(w->loop, &w->accept_pause);
+    ev_timer_stop(w->loop, &w->drain);
 
     for (c = w->conns; c != NULL; c = c->next) {
         if (c->state == RELAY_CONN_WS) {
@@ -174,7 +178,37 @@ relay_worker_drain(struct relay_worker *w)
 static void
 relay_worker_drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct relay_worker *w = t->data;
+
+    if (!w->draining) {
+        /* a retired worker's connections outlived the reload deadline */
+        relay_worker_drain(w);
+        return;
+    }
     ev_break(loop, EVBREAK_ALL);
+}
+
+
+/*
+ * After a reload: stop accepting (the new generation shares the same
+ * listening sockets) but keep serving every connection and every handoff
+ * for the server-ids this worker owns, until they end or the deadline.
+ */
+static void
+relay_worker_retire(struct relay_worker *w)
+{
+    if (w->retiring || w->draining) {
+        return;
+    }
+    w->retiring = 1;
+    relay_log(RELAY_LOG_NOTICE, "worker_retiring", NULL);
+
+    ev_io_stop(w->loop, &w->listen_w);
+    ev_io_stop(w->loop, &w->metrics_w);
+    ev_timer_stop(w->loop, &w->accept_pause);
+
+    ev_timer_set(&w->drain, w->cfg->reload_drain_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->drain);
 }
 
 
@@ -190,6 +224,9 @@ relay_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
         break;
     case SIGQUIT:
         _exit(0);
+    case SIGWINCH:
+        relay_worker_retire(w);
+        break;
     case SIGUSR1:
         if (relay_log_reopen() == -1) {
             relay_log(RELAY_LOG_ERR, "log_reopen_failed", "err",
@@ -598,6 +635,9 @@ relay_worker_run(const struct relay_worker_init *init)
     ev_signal_init(&w.sig_quit, relay_worker_signal_cb, SIGQUIT);
     ev_signal_init(&w.sig_usr1, relay_worker_signal_cb, SIGUSR1);
     ev_signal_init(&w.sig_hup, relay_worker_signal_cb, SIGHUP);
+    ev_signal_init(&w.sig_winch, relay_worker_signal_cb, SIGWINCH);
+    w.sig_winch.data = &w;
+    ev_signal_start(w.loop, &w.sig_winch);
     w.sig_term.data = w.sig_int.data = w.sig_quit.data = &w;
     w.sig_usr1.data = w.sig_hup.data = &w;
     ev_signal_start(w.loop, &w.sig_term);

@@ -8,7 +8,10 @@
 
 #include "relay/config.h"
 
-/* Run the relay with cfg.  Returns the process exit status. */
-int relay_master_run(struct relay_config *cfg);
+/*
+ * Run the relay with cfg; argc and argv are kept to read the configuration
+ * again on SIGHUP.  Returns the process exit status.
+ */
+int relay_master_run(struct relay_config *cfg, int argc, char **argv);
 
 #endif

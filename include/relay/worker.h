@@ -57,12 +57,15 @@ struct relay_worker {
     ev_signal sig_quit;
     ev_signal sig_usr1;
     ev_signal sig_hup;
+    ev_signal sig_winch;
     struct relay_conn *conns;           /* every connection */
     size_t nconns;
     struct relay_conn *dirty;
     struct relay_server **servers;      /* hash table of owned ids */
     size_t nbuckets;
-    int draining;
+    size_t nservers;                    /* entries in servers */
+    int draining;                       /* stopping: 1001 to everyone */
+    int retiring;                       /* replaced by a reload */
     uint8_t *scratch;                   /* envelope building */
     size_t scratch_cap;
 };
