@@ -61,7 +61,9 @@ struct relay_config {
     uint32_t ping_timeout_ms;           /* 30000 */
     uint32_t probe_ms;                  /* 10000, --conflict-probe-timeout */
     uint32_t drain_ms;                  /* 10000, --drain-timeout */
-    uint32_t reload_drain_ms;           /* 300000, --reload-drain-timeout */
+    uint32_t reload_drain_ms;           /* 300000, --reload-drain-timeout:
+                                           how long retired workers keep
+                                           their connections after SIGHUP */
     char user[64];                      /* "" : keep the current user */
     char pid_file[PATH_MAX];            /* "" : write no pid file */
     char log_file[PATH_MAX];            /* "" : stderr */
