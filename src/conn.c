@@ -226,8 +226,21 @@ relay_conn_watch(struct relay_conn *c, const uint8_t *buf, size_t len)
             }
 
             if ((op & 0x08) == 0) {
-                if (!fw->in_msg && c->msg_started_ms == 0) {
-                    c->msg_started_ms = relay_util_now_ms();
+                if (!fw->in_msg) {
+                    fw->msg_len = 0;
+                    if (c->msg_started_ms == 0) {
+                        c->msg_started_ms = relay_util_now_ms();
+                    }
+                }
+                /*
+                 * wslay checks the size only once payload bytes arrive;
+                 * a peer that declares a huge length and stops would hold
+                 * the connection, so the declared length decides here.
+                 */
+                fw->msg_len += n;
+                if (n > RELAY_MSG_MAX || fw->msg_len > RELAY_MSG_MAX) {
+                    fw->too_big = 1;
+                    return frame_start;
                 }
                 fw->in_msg = !fin;
             }
@@ -255,7 +268,7 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     size_t ok;
     ssize_t n;
 
-    if (c->watch.bad) {
+    if (c->watch.bad || c->watch.too_big) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -287,7 +300,7 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 
     RELAY_METRIC_ADD(c->w->m, bytes_in, n);
     ok = relay_conn_watch(c, buf, (size_t)n);
-    if (ok == 0 && c->watch.bad) {
+    if (ok == 0 && (c->watch.bad || c->watch.too_big)) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -705,7 +718,7 @@ relay_conn_flush_raw(struct relay_conn *c)
 static void
 relay_conn_settle_ws(struct relay_conn *c)
 {
-    int ev = 0, before, now_q;
+    int ev = 0, before, now_q, pass;
     size_t q_before;
 
     if (c->eof) {
@@ -723,38 +736,54 @@ relay_conn_settle_ws(struct relay_conn *c)
         return;
     }
 
-    if (c->watch.bad && !c->close_queued) {
-        relay_log(RELAY_LOG_INFO, "ws_protocol_error", "conn_id",
-                  c->conn_id, "remote", c->remote, NULL);
+    if ((c->watch.bad || c->watch.too_big) && !c->close_queued) {
+        relay_log(RELAY_LOG_INFO, c->watch.bad ? "ws_protocol_error"
+                  : "ws_message_too_big", "conn_id", c->conn_id, "remote",
+                  c->remote, NULL);
         c->notice_code = RELAY_CLOSE_GOING_AWAY;
-        relay_conn_close(c, RELAY_CLOSE_PROTOCOL, NULL, 0);
+        relay_conn_close(c, c->watch.bad ? RELAY_CLOSE_PROTOCOL
+                         : RELAY_CLOSE_TOO_BIG, NULL, 0);
+        wslay_event_shutdown_read(c->ws);
     }
 
-    /* a close the relay asked for goes out once the data before it has */
-    if (c->close_queued && !wslay_event_get_close_sent(c->ws)
-        && !(c->close_after_data && wslay_event_get_queued_msg_count(c->ws)
-             > 0))
-    {
-        if (c->close_abort) {
+    /*
+     * A close the relay asked for goes out once the data before it has:
+     * wslay sends control frames ahead of queued data, so the close is
+     * queued only when the data queue is empty, which may happen in the
+     * second pass, right after the first one wrote the last of it.
+     */
+    for (pass = 0; pass < 2; pass++) {
+        if (c->close_queued && !wslay_event_get_close_sent(c->ws)
+            && !(c->close_after_data
+                 && wslay_event_get_queued_msg_count(c->ws) > 0))
+        {
+            if (c->close_abort) {
+                c->state = RELAY_CONN_DEAD;
+                return;
+            }
+            if (c->close_code == RELAY_CLOSE_NO_STATUS) {
+                (void)wslay_event_queue_close(c->ws, 0, NULL, 0);
+            } else {
+                (void)wslay_event_queue_close(c->ws,
+                                              (uint16_t)c->close_code,
+                                              (const uint8_t *)c->close_reason,
+                                              strlen(c->close_reason));
+            }
+        }
+
+        q_before = wslay_event_get_queued_msg_length(c->ws);
+        if (wslay_event_send(c->ws) != 0) {
             c->state = RELAY_CONN_DEAD;
             return;
         }
-        if (c->close_code == RELAY_CLOSE_NO_STATUS) {
-            (void)wslay_event_queue_close(c->ws, 0, NULL, 0);
-        } else {
-            (void)wslay_event_queue_close(c->ws, (uint16_t)c->close_code,
-                                          (const uint8_t *)c->close_reason,
-                                          strlen(c->close_reason));
+        if (wslay_event_get_queued_msg_length(c->ws) < q_before) {
+            relay_route_drained(c);
         }
-    }
-
-    q_before = wslay_event_get_queued_msg_length(c->ws);
-    if (wslay_event_send(c->ws) != 0) {
-        c->state = RELAY_CONN_DEAD;
-        return;
-    }
-    if (wslay_event_get_queued_msg_length(c->ws) < q_before) {
-        relay_route_drained(c);
+        if (!c->close_queued || wslay_event_get_close_sent(c->ws)
+            || wslay_event_want_write(c->ws))
+        {
+            break;
+        }
     }
 
     /* wslay queued its own close (1002, 1007, 1009): the peer broke it */

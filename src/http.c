@@ -109,7 +109,13 @@ relay_http_is_ws(unsigned char c)
 static int
 relay_http_is_value_char(unsigned char c)
 {
-    return (c >= 0x21 && c <= 0x7e) || c >= 0x80;
+    /*
+     * Control bytes other than NUL, CR and LF are kept: a phone's device
+     * name may carry them, and SPEC.md has them replaced when logged, not
+     * refused.  The relay never forwards a header, so nothing downstream
+     * can be confused by them.
+     */
+    return c != '\0' && c != '\r' && c != '\n' && c != ' ' && c != '\t';
 }
 
 

@@ -33,6 +33,8 @@ main(int argc, char **argv)
 
     /* a peer that vanishes mid-write must not kill the process */
     signal(SIGPIPE, SIG_IGN);
+    /* SIGUSR2 is a worker test hook; it must never stop the master */
+    signal(SIGUSR2, SIG_IGN);
 
     return relay_master_run(&cfg, argc, argv);
 }

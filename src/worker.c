@@ -212,6 +212,32 @@ relay_worker_retire(struct relay_worker *w)
 }
 
 
+/*
+ * Test hook, only with PYRYCODE_RELAY_TEST_HOOKS=1 in the environment:
+ * SIGUSR2 makes the worker take the registry lock, start an update and
+ * hang, so that a test can kill it there and watch the others repair the
+ * lock.  Without the variable SIGUSR2 is ignored.
+ */
+static void
+relay_worker_test_hold_lock(struct relay_worker *w)
+{
+    const char *v = getenv("PYRYCODE_RELAY_TEST_HOOKS");
+
+    if (v == NULL || strcmp(v, "1") != 0) {
+        return;
+    }
+    relay_log(RELAY_LOG_ALERT, "test_hold_lock", NULL);
+    if (relay_registry_test_hold_lock(w->reg, "test-hold-lock", 14)
+        != RELAY_REG_OK)
+    {
+        return;
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+
 static void
 relay_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
@@ -226,6 +252,9 @@ relay_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
         _exit(0);
     case SIGWINCH:
         relay_worker_retire(w);
+        break;
+    case SIGUSR2:
+        relay_worker_test_hold_lock(w);
         break;
     case SIGUSR1:
         if (relay_log_reopen() == -1) {
@@ -412,6 +441,24 @@ relay_worker_handoff(struct relay_conn *c, int owner)
 }
 
 
+/* The device name as logged: at most 64 bytes, control bytes as '?'. */
+static void
+relay_worker_device_name(char out[65], const char *v, size_t len)
+{
+    size_t i;
+
+    if (len > 64) {
+        len = 64;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+
+        out[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    out[len] = '\0';
+}
+
+
 static void
 relay_worker_ws_request(struct relay_conn *c,
                         const struct relay_http_request *req, int ep)
@@ -420,7 +467,7 @@ relay_worker_ws_request(struct relay_conn *c,
     struct relay_http_verdict v;
     struct relay_registry_view view;
     unsigned char raw[16];
-    char version[128], device[128];
+    char version[128], device[65];
     const char *id;
     size_t id_len;
     int epi, n, rc;
@@ -503,10 +550,9 @@ relay_worker_ws_request(struct relay_conn *c,
 
     device[0] = '\0';
     if (req->hdr[RELAY_HDR_DEVICE_NAME].present) {
-        relay_util_strlcpy(device, c->in
-                           + req->hdr[RELAY_HDR_DEVICE_NAME].value.off,
-                           req->hdr[RELAY_HDR_DEVICE_NAME].value.len,
-                           sizeof(device));
+        relay_worker_device_name(device, c->in
+                                 + req->hdr[RELAY_HDR_DEVICE_NAME].value.off,
+                                 req->hdr[RELAY_HDR_DEVICE_NAME].value.len);
     }
     rc = relay_registry_lookup(w->reg, id, id_len, &view);
     if (rc == RELAY_REG_OK && view.owner_slot != w->slot) {
@@ -638,6 +684,9 @@ relay_worker_run(const struct relay_worker_init *init)
     ev_signal_init(&w.sig_winch, relay_worker_signal_cb, SIGWINCH);
     w.sig_winch.data = &w;
     ev_signal_start(w.loop, &w.sig_winch);
+    ev_signal_init(&w.sig_usr2, relay_worker_signal_cb, SIGUSR2);
+    w.sig_usr2.data = &w;
+    ev_signal_start(w.loop, &w.sig_usr2);
     w.sig_term.data = w.sig_int.data = w.sig_quit.data = &w;
     w.sig_usr1.data = w.sig_hup.data = &w;
     ev_signal_start(w.loop, &w.sig_term);

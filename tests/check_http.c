@@ -504,7 +504,7 @@ START_TEST(test_http_malformed_header_lines_are_bad)
 END_TEST
 
 
-START_TEST(test_http_control_bytes_in_values_are_bad)
+START_TEST(test_http_control_bytes_in_values_are_kept_but_nul_is_bad)
 {
     struct relay_http_request req;
     char head[64];
@@ -521,7 +521,7 @@ START_TEST(test_http_control_bytes_in_values_are_bad)
         head[n - 6] = (char) c;        /* replaces the 'X' */
         rc = relay_test_parse_n(head, n, &req);
 
-        if (c == '\t' || (c >= 0x20 && c != 0x7f)) {
+        if (c != 0) {
             ck_assert_msg(rc == RELAY_HTTP_OK, "byte 0x%02x refused", c);
             ck_assert_uint_eq(req.hdr[RELAY_HDR_USER_AGENT].value.len, 3);
         } else {
@@ -648,7 +648,7 @@ START_TEST(test_http_bad_byte_within_max_is_bad_even_when_oversize)
     size_t n;
 
     n = relay_test_sized_head(relay_test_head, RELAY_HEAD_MAX + 100);
-    relay_test_head[100] = '\x01';
+    relay_test_head[100] = '\0';
     ck_assert_int_eq(relay_test_parse_n(relay_test_head, n, &req),
                      RELAY_HTTP_BAD);
 }
@@ -1367,7 +1367,8 @@ relay_suite_http(void)
     tcase_add_test(parse, test_http_absent_and_unknown_headers_not_present);
     tcase_add_test(parse, test_http_header_values_trimmed_of_spaces_and_tabs);
     tcase_add_test(parse, test_http_malformed_header_lines_are_bad);
-    tcase_add_test(parse, test_http_control_bytes_in_values_are_bad);
+    tcase_add_test(parse,
+                   test_http_control_bytes_in_values_are_kept_but_nul_is_bad);
     tcase_add_test(parse, test_http_crlf_and_bare_lf_mix_parses_same);
     tcase_add_test(parse, test_http_head_of_exactly_max_is_accepted);
     tcase_add_test(parse, test_http_head_one_past_max_is_too_large);

@@ -49,7 +49,9 @@ struct relay_frame_watch {
     uint8_t need;               /* header bytes needed, 0 = unknown yet */
     uint8_t in_msg;             /* a data message is incomplete */
     uint8_t bad;                /* a protocol violation was seen */
+    uint8_t too_big;            /* a message declared past the cap */
     uint64_t left;              /* payload bytes left in this frame */
+    uint64_t msg_len;           /* declared bytes of the message so far */
 };
 
 struct relay_conn {

@@ -58,6 +58,7 @@ struct relay_worker {
     ev_signal sig_usr1;
     ev_signal sig_hup;
     ev_signal sig_winch;
+    ev_signal sig_usr2;
     struct relay_conn *conns;           /* every connection */
     size_t nconns;
     struct relay_conn *dirty;
