@@ -5,7 +5,12 @@
 #                                the relay on 127.0.0.1:8080 (metrics on
 #                                127.0.0.1:9090) in the foreground
 #   contrib/quickstart.sh test   install dependencies, build, and run every
-#                                unit and integration test (make check)
+#                                test: make check (unit suites, RFC 6455
+#                                probe, integration tests), then the same
+#                                under ASan+UBSan, the unit suites under
+#                                valgrind, a short run of each fuzz target
+#                                and a smoke run of the benchmark
+#   contrib/quickstart.sh check  only the first stage: make check
 #   contrib/quickstart.sh deps   only install the dependencies
 #   contrib/quickstart.sh build  only configure and build (in ./build)
 #
@@ -19,7 +24,9 @@ build="$top/build"
 
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libev-dev libwslay-dev check libssl-dev libjansson-dev \
-python3 python3-pytest python3-prometheus-client curl"
+python3 python3-pytest python3-pytest-xdist python3-pytest-timeout \
+python3-prometheus-client curl valgrind clang libclang-rt-14-dev \
+nginx-light"
 
 deps() {
     missing=""
@@ -35,13 +42,70 @@ deps() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
 }
 
+# build DIR [configure options...]: configure once, then make
 build() {
+    dir=$1
+    shift
     cd "$top"
-    autoreconf -fi
-    mkdir -p "$build"
-    cd "$build"
-    [ -f Makefile ] || "$top/configure" --enable-werror
+    [ -x configure ] || autoreconf -fi
+    mkdir -p "$dir"
+    cd "$dir"
+    [ -f Makefile ] || "$top/configure" --enable-werror "$@"
     make -j"$(nproc)"
+}
+
+# check DIR: make check there, printing the logs of what failed
+check() {
+    cd "$1"
+    status=0
+    make -j"$(nproc)" check || status=$?
+    if [ "$status" -ne 0 ]; then
+        for f in tests/*.log tests/integration/*.log; do
+            [ -f "$f" ] || continue
+            echo "==== $f"
+            tail -n 300 "$f"
+        done
+    fi
+    return "$status"
+}
+
+stage() {
+    echo
+    echo "=== $*"
+}
+
+# the stages after make check; each fails the run on its first error
+extra_stages() {
+    stage "make check under AddressSanitizer and UndefinedBehaviorSanitizer"
+    build "$top/build-asan" --enable-asan
+    (
+        export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+        export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+        check "$top/build-asan"
+    )
+
+    stage "unit suites under valgrind"
+    cd "$build"
+    CK_FORK=no valgrind --error-exitcode=1 --leak-check=full \
+        --errors-for-leak-kinds=definite --quiet tests/check_relay
+
+    stage "fuzz targets, 20 s each from the seed corpora"
+    (
+        export CC=clang
+        build "$top/build-fuzz" --enable-fuzz
+    )
+    for t in http json envelope; do
+        work=$(mktemp -d)
+        "$top/build-fuzz/tests/fuzz/fuzz_$t" -max_total_time=20 \
+            -print_final_stats=0 "$work" "$top/tests/fuzz/corpus/$t" \
+            2>&1 | tail -n 3
+        rm -rf "$work"
+    done
+
+    if [ -x "$top/contrib/bench/run.sh" ]; then
+        stage "benchmark smoke run"
+        BUILD="$build" "$top/contrib/bench/run.sh" --quick
+    fi
 }
 
 case "${1:-}" in
@@ -50,31 +114,29 @@ deps)
     ;;
 build)
     deps
-    build
+    build "$build"
     ;;
 run)
     deps
-    build
+    build "$build"
     exec "$build/src/pyrycode-relay" --insecure-listen 127.0.0.1:8080 \
         --metrics-listen 127.0.0.1:9090
     ;;
+check)
+    deps
+    build "$build"
+    check "$build"
+    ;;
 test)
     deps
-    build
-    cd "$build"
-    status=0
-    make -j"$(nproc)" check || status=$?
-    if [ "$status" -ne 0 ]; then
-        for f in tests/*.log tests/integration/*.log; do
-            [ -f "$f" ] || continue
-            echo "==== $f"
-            tail -n 200 "$f"
-        done
-    fi
-    exit "$status"
+    build "$build"
+    stage "make check"
+    check "$build"
+    extra_stages
+    stage "all stages passed"
     ;;
 *)
-    echo "usage: $0 run|test|deps|build" >&2
+    echo "usage: $0 run|test|check|deps|build" >&2
     exit 2
     ;;
 esac

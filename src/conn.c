@@ -257,6 +257,18 @@ relay_conn_watch(struct relay_conn *c, const uint8_t *buf, size_t len)
 }
 
 
+/* The head buffer is large; an open connection must not keep it. */
+static void
+relay_conn_drop_input(struct relay_conn *c)
+{
+    if (c->in != NULL && c->in_pos >= c->in_len) {
+        free(c->in);
+        c->in = NULL;
+        c->in_len = c->in_pos = 0;
+    }
+}
+
+
 /* ------------------------------------------------------------------ */
 /* wslay callbacks: they only move bytes and record what happened */
 
@@ -280,6 +292,7 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         }
         memcpy(buf, c->in + c->in_pos, (size_t)n);
         c->in_pos += (size_t)n;
+        relay_conn_drop_input(c);
     } else {
         n = recv(c->fd, buf, len, 0);
         if (n == 0) {
@@ -406,6 +419,7 @@ relay_conn_upgrade(struct relay_conn *c, const char accept[29])
 
     /* bytes after the head were pipelined frames: wslay reads them first */
     c->in_pos = c->in_pos > c->in_len ? c->in_len : c->in_pos;
+    relay_conn_drop_input(c);
     c->state = RELAY_CONN_WS;
     c->progress_ms = relay_util_now_ms();
     c->deadline_ms = 0;

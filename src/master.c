@@ -176,6 +176,7 @@ relay_master_spawn(struct relay_master *m, int slot)
     int i;
 
     ws->gen++;
+    m->fatal[slot] = 0;
     pid = fork();
     if (pid == -1) {
         relay_log(RELAY_LOG_ALERT, "fork_failed", "err", strerror(errno),

@@ -474,9 +474,14 @@ relay_worker_ws_request(struct relay_conn *c,
 
     epi = (ep == RELAY_EP_SERVER) ? RELAY_M_SERVER : RELAY_M_CLIENT;
 
+    if (w->draining) {
+        relay_worker_error(c, 503, NULL, "shutting down");
+        return;
+    }
+
     /* only the accepting worker charges and caps: a handoff already was */
+    n = relay_worker_client_ip(c, req, raw);
     if (c->hops == 0) {
-        n = relay_worker_client_ip(c, req, raw);
         if (n > 0
             && relay_ratelimit_take(relay_shm_ratelimit(w->shm), raw,
                                     (size_t)n, relay_util_now_ms()) == 0)
@@ -524,7 +529,8 @@ relay_worker_ws_request(struct relay_conn *c,
                                   &view);
         if (rc == RELAY_REG_CLAIMED_NEW) {
             if (relay_worker_upgrade(c, req, epi) != RELAY_OK) {
-                relay_registry_release(w->reg, id, id_len, w->slot, w->gen);
+                relay_registry_release(w->reg, c->server_id,
+                                       c->server_id_len, w->slot, w->gen);
                 return;
             }
             relay_route_binary_claimed(c, version);
