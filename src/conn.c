@@ -37,6 +37,7 @@
 #define RELAY_CONN_LINGER_MS    5000
 #define RELAY_CONN_DRAIN_MS     2000
 #define RELAY_CONN_CHARGE       64
+#define RELAY_CONN_PARK_MS      2000
 
 static void relay_conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void relay_conn_hb_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -312,6 +313,7 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     }
 
     RELAY_METRIC_ADD(c->w->m, bytes_in, n);
+    c->active_ms = (uint64_t)(ev_now(c->w->loop) * 1000);
     ok = relay_conn_watch(c, buf, (size_t)n);
     if (ok == 0 && (c->watch.bad || c->watch.too_big)) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -345,6 +347,7 @@ relay_conn_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
     }
 
     c->progress_ms = relay_util_now_ms();
+    c->active_ms = c->progress_ms;
     RELAY_METRIC_ADD(c->w->m, bytes_out, n);
 
     return n;
@@ -392,6 +395,54 @@ static const struct wslay_event_callbacks relay_conn_ws_callbacks = {
 };
 
 
+/*
+ * An idle WebSocket has no wslay context: it is parked between frames
+ * with nothing queued, where wslay holds no state worth keeping, and made
+ * again on the next byte in or out.  This keeps an idle connection to
+ * about the size of struct relay_conn instead of wslay's ~9 KiB.
+ */
+static int
+relay_conn_ws_ready(struct relay_conn *c)
+{
+    if (c->ws != NULL) {
+        return RELAY_OK;
+    }
+    if (c->state != RELAY_CONN_WS) {
+        return RELAY_ERROR;
+    }
+    if (wslay_event_context_server_init(&c->ws, &relay_conn_ws_callbacks, c)
+        != 0)
+    {
+        c->ws = NULL;
+        return RELAY_ERROR;
+    }
+    wslay_event_config_set_max_recv_msg_length(c->ws, RELAY_MSG_MAX);
+
+    return RELAY_OK;
+}
+
+
+static void
+relay_conn_park(struct relay_conn *c, uint64_t now)
+{
+    const struct relay_frame_watch *fw = &c->watch;
+
+    if (c->ws == NULL || c->close_queued || c->in != NULL
+        || c->out_pos < c->out_len || now - c->active_ms < RELAY_CONN_PARK_MS
+        || fw->hlen != 0 || fw->left != 0 || fw->in_msg
+        || wslay_event_get_queued_msg_count(c->ws) != 0
+        || wslay_event_want_write(c->ws)
+        || wslay_event_get_close_sent(c->ws)
+        || wslay_event_get_close_received(c->ws)
+        || !wslay_event_get_read_enabled(c->ws))
+    {
+        return;
+    }
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+}
+
+
 int
 relay_conn_upgrade(struct relay_conn *c, const char accept[29])
 {
@@ -410,18 +461,17 @@ relay_conn_upgrade(struct relay_conn *c, const char accept[29])
     c->out_len = len;
     c->out_pos = 0;
 
-    if (wslay_event_context_server_init(&c->ws, &relay_conn_ws_callbacks, c)
-        != 0)
-    {
+    c->state = RELAY_CONN_WS;
+    if (relay_conn_ws_ready(c) != RELAY_OK) {
         goto failed;
     }
-    wslay_event_config_set_max_recv_msg_length(c->ws, RELAY_MSG_MAX);
 
     /* bytes after the head were pipelined frames: wslay reads them first */
     c->in_pos = c->in_pos > c->in_len ? c->in_len : c->in_pos;
     relay_conn_drop_input(c);
     c->state = RELAY_CONN_WS;
     c->progress_ms = relay_util_now_ms();
+    c->active_ms = c->progress_ms;
     c->deadline_ms = 0;
 
     ev_timer_set(&c->hb, c->w->cfg->ping_interval_ms / 1000.0, 0.);
@@ -442,7 +492,9 @@ relay_conn_send_text(struct relay_conn *c, const uint8_t *data, size_t len)
 {
     struct wslay_event_msg msg;
 
-    if (c->state != RELAY_CONN_WS || c->close_queued || c->ws == NULL) {
+    if (c->state != RELAY_CONN_WS || c->close_queued
+        || relay_conn_ws_ready(c) != RELAY_OK)
+    {
         return RELAY_ERROR;
     }
 
@@ -464,7 +516,9 @@ relay_conn_ping(struct relay_conn *c)
     static const uint8_t payload[] = "pyrycode-relay";
     struct wslay_event_msg msg;
 
-    if (c->state != RELAY_CONN_WS || c->ws == NULL || c->close_queued) {
+    if (c->state != RELAY_CONN_WS || c->close_queued
+        || relay_conn_ws_ready(c) != RELAY_OK)
+    {
         return;
     }
     msg.opcode = WSLAY_PING;
@@ -502,7 +556,7 @@ relay_conn_close(struct relay_conn *c, int code, const char *reason,
     c->close_queued = 1;
     relay_conn_touch(c);
 
-    if (code == 0 || c->state != RELAY_CONN_WS || c->ws == NULL) {
+    if (code == 0 || c->state != RELAY_CONN_WS) {
         c->state = RELAY_CONN_DEAD;
         return;
     }
@@ -592,7 +646,11 @@ relay_conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
                && c->out_pos == c->out_len)
     {
         /* an error here has already queued wslay's close: settle sends it */
-        (void)wslay_event_recv(c->ws);
+        if (relay_conn_ws_ready(c) == RELAY_OK) {
+            (void)wslay_event_recv(c->ws);
+        } else {
+            c->state = RELAY_CONN_DEAD;
+        }
     } else if ((c->state == RELAY_CONN_RESPOND
                 || c->state == RELAY_CONN_LINGER) && (revents & EV_READ)) {
         char sink[4096];
@@ -729,6 +787,24 @@ relay_conn_flush_raw(struct relay_conn *c)
 }
 
 
+/* Watch c's socket for events ev (0: not at all). */
+static void
+relay_conn_set_io(struct relay_conn *c, int ev)
+{
+    if (ev == 0) {
+        ev_io_stop(c->w->loop, &c->io);
+        return;
+    }
+    if ((c->io.events & (EV_READ | EV_WRITE)) != ev
+        || !ev_is_active(&c->io))
+    {
+        ev_io_stop(c->w->loop, &c->io);
+        ev_io_set(&c->io, c->fd, ev);
+        ev_io_start(c->w->loop, &c->io);
+    }
+}
+
+
 static void
 relay_conn_settle_ws(struct relay_conn *c)
 {
@@ -747,6 +823,16 @@ relay_conn_settle_ws(struct relay_conn *c)
         ev_io_stop(c->w->loop, &c->io);
         ev_io_set(&c->io, c->fd, EV_WRITE);
         ev_io_start(c->w->loop, &c->io);
+        return;
+    }
+
+    if (c->ws == NULL && !c->close_queued) {
+        /* parked: nothing to write, wait for the peer */
+        relay_conn_set_io(c, c->paused ? 0 : EV_READ);
+        return;
+    }
+    if (relay_conn_ws_ready(c) != RELAY_OK) {
+        c->state = RELAY_CONN_DEAD;
         return;
     }
 
@@ -857,17 +943,7 @@ relay_conn_settle_ws(struct relay_conn *c)
         c->queued_reported = now_q;
     }
 
-    if (ev == 0) {
-        ev_io_stop(c->w->loop, &c->io);
-        return;
-    }
-    if ((c->io.events & (EV_READ | EV_WRITE)) != ev
-        || !ev_is_active(&c->io))
-    {
-        ev_io_stop(c->w->loop, &c->io);
-        ev_io_set(&c->io, c->fd, ev);
-        ev_io_start(c->w->loop, &c->io);
-    }
+    relay_conn_set_io(c, ev);
 }
 
 
@@ -949,7 +1025,9 @@ relay_conn_sweep(struct relay_conn *c, uint64_t now)
         {
             c->state = RELAY_CONN_DEAD;
             relay_conn_touch(c);
+            break;
         }
+        relay_conn_park(c, now);
         break;
     default:
         break;

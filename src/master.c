@@ -172,7 +172,7 @@ relay_master_spawn(struct relay_master *m, int slot)
     struct relay_worker_shm *ws = &m->shm->workers[slot];
     sigset_t none;
     pid_t pid;
-    char sl[16];
+    char sl[16], pidbuf[16];
     int i;
 
     ws->gen++;
@@ -215,7 +215,9 @@ relay_master_spawn(struct relay_master *m, int slot)
     ws->started_ms = relay_util_now_ms();
     m->respawn_at[slot] = 0;
     snprintf(sl, sizeof(sl), "%d", slot);
-    relay_log(RELAY_LOG_NOTICE, "worker_spawned", "worker", sl, NULL);
+    snprintf(pidbuf, sizeof(pidbuf), "%ld", (long)pid);
+    relay_log(RELAY_LOG_NOTICE, "worker_spawned", "worker", sl, "pid", pidbuf,
+              NULL);
 }
 
 
@@ -580,9 +582,7 @@ relay_master_run(struct relay_config *cfg, int argc, char **argv)
     sigaddset(&set, SIGQUIT);
     sigprocmask(SIG_BLOCK, &set, NULL);
 
-    snprintf(err, sizeof(err), "%d", m.nworkers);
-    relay_log(RELAY_LOG_NOTICE, "master_started", "worker", err, "path",
-              cfg->insecure_listen.text, NULL);
+    relay_log(RELAY_LOG_NOTICE, "master_started", NULL);
     for (i = 0; i < m.nworkers; i++) {
         m.active[i] = 1;
         m.position[i] = i;

@@ -79,11 +79,12 @@ struct relay_conn {
     size_t out_len;
     size_t out_pos;
 
-    /* WebSocket */
+    /* WebSocket; ws is NULL while an idle connection is parked */
     wslay_event_context_ptr ws;
     struct relay_frame_watch watch;
     uint64_t msg_started_ms;            /* 0: no message in progress */
     uint64_t progress_ms;               /* last write that moved bytes */
+    uint64_t active_ms;                 /* last byte in or out */
     uint64_t pongs;                     /* pongs received */
     int last_opcode;                    /* of the last data message */
     int hb_waiting;                     /* a heartbeat ping is out */
