@@ -281,7 +281,8 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
     size_t ok;
     ssize_t n;
 
-    if (c->watch.bad || c->watch.too_big) {
+    /* paused by backpressure: stop mid-burst, not when the socket is dry */
+    if (c->watch.bad || c->watch.too_big || c->paused) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -994,6 +995,10 @@ relay_conn_sweep(struct relay_conn *c, uint64_t now)
     case RELAY_CONN_RESPOND:
     case RELAY_CONN_LINGER:
         if (c->deadline_ms != 0 && now >= c->deadline_ms) {
+            if (c->state == RELAY_CONN_HEAD) {
+                relay_log(RELAY_LOG_INFO, "head_timeout", "remote",
+                          c->remote, NULL);
+            }
             c->state = RELAY_CONN_DEAD;
             relay_conn_touch(c);
         }

@@ -497,6 +497,9 @@ static int
 relay_route_to_phone(struct relay_conn *p, const uint8_t *frame, size_t len,
                      int overflow_code)
 {
+    if (p->close_queued) {
+        return RELAY_ERROR;
+    }
     if (relay_conn_outbox(p) + len + 64 > RELAY_ROUTE_OUTBOX_MAX) {
         relay_log(RELAY_LOG_WARN, "phone_backlog_full", "server_id",
                   p->server != NULL ? p->server->id : "", "conn_id",

@@ -92,6 +92,8 @@ relay_worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 if (w->metrics_fd != -1) {
                     ev_io_stop(loop, &w->metrics_w);
                 }
+                /* a fired one-shot timer keeps a zero delay: set it anew */
+                ev_timer_set(&w->accept_pause, 0.5, 0.);
                 ev_timer_start(loop, &w->accept_pause);
             }
             return;
