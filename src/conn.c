@@ -38,6 +38,7 @@
 #define RELAY_CONN_DRAIN_MS     2000
 #define RELAY_CONN_CHARGE       64
 #define RELAY_CONN_PARK_MS      2000
+#define RELAY_CONN_STAGE        65536
 
 static void relay_conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void relay_conn_hb_cb(struct ev_loop *loop, ev_timer *t, int revents);
@@ -325,33 +326,33 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
 }
 
 
+/*
+ * wslay hands over each frame in two or more pieces (header, payload), so
+ * writing them as they come costs several syscalls per message.  They are
+ * staged here instead and written with one send() per connection per
+ * settle; see relay_conn_ws_write().
+ */
+static uint8_t relay_conn_stage[RELAY_CONN_STAGE];
+static size_t relay_conn_staged;
+
+
 static ssize_t
 relay_conn_ws_send(wslay_event_context_ptr ctx, const uint8_t *data,
                    size_t len, int flags, void *user)
 {
-    struct relay_conn *c = user;
-    ssize_t n;
-    int f = MSG_NOSIGNAL;
+    size_t room = sizeof(relay_conn_stage) - relay_conn_staged;
 
-    if (flags & WSLAY_MSG_MORE) {
-        f |= MSG_MORE;
-    }
-    n = send(c->fd, data, len, f);
-    if (n == -1) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        } else {
-            c->eof = 1;
-            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        }
+    if (room == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
+    if (len > room) {
+        len = room;
+    }
+    memcpy(relay_conn_stage + relay_conn_staged, data, len);
+    relay_conn_staged += len;
 
-    c->progress_ms = relay_util_now_ms();
-    c->active_ms = c->progress_ms;
-    RELAY_METRIC_ADD(c->w->m, bytes_out, n);
-
-    return n;
+    return (ssize_t)len;
 }
 
 
@@ -788,6 +789,79 @@ relay_conn_flush_raw(struct relay_conn *c)
 }
 
 
+/*
+ * Write the staged bytes of c.  What the socket does not take is kept in
+ * c->out, written before anything else next time.  Returns 1 if all went
+ * out, 0 otherwise (c->eof is set if the socket failed).
+ */
+static int
+relay_conn_flush_staged(struct relay_conn *c)
+{
+    size_t len = relay_conn_staged;
+    ssize_t n;
+
+    relay_conn_staged = 0;
+    if (len == 0) {
+        return 1;
+    }
+
+    n = send(c->fd, relay_conn_stage, len, MSG_NOSIGNAL);
+    if (n == -1) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            c->eof = 1;
+            return 0;
+        }
+        n = 0;
+    }
+    if (n > 0) {
+        c->progress_ms = relay_util_now_ms();
+        c->active_ms = c->progress_ms;
+        RELAY_METRIC_ADD(c->w->m, bytes_out, n);
+    }
+    if ((size_t)n == len) {
+        return 1;
+    }
+
+    c->out = malloc(len - (size_t)n);
+    if (c->out == NULL) {
+        c->eof = 1;
+        return 0;
+    }
+    memcpy(c->out, relay_conn_stage + n, len - (size_t)n);
+    c->out_len = len - (size_t)n;
+    c->out_pos = 0;
+
+    return 0;
+}
+
+
+/*
+ * Let wslay produce frames into the stage and write them, a stage-full at
+ * a time, until wslay has nothing more or the socket is full.  Returns 0,
+ * or -1 if wslay or the socket failed.
+ */
+static int
+relay_conn_ws_write(struct relay_conn *c)
+{
+    int rc, full;
+
+    for (;;) {
+        relay_conn_staged = 0;
+        rc = wslay_event_send(c->ws);
+        full = (relay_conn_staged == sizeof(relay_conn_stage));
+        if (!relay_conn_flush_staged(c)) {
+            return c->eof ? -1 : 0;
+        }
+        if (rc != 0) {
+            return -1;
+        }
+        if (!full || !wslay_event_want_write(c->ws)) {
+            return 0;
+        }
+    }
+}
+
+
 /* Watch c's socket for events ev (0: not at all). */
 static void
 relay_conn_set_io(struct relay_conn *c, int ev)
@@ -809,7 +883,7 @@ relay_conn_set_io(struct relay_conn *c, int ev)
 static void
 relay_conn_settle_ws(struct relay_conn *c)
 {
-    int ev = 0, before, now_q, pass;
+    int ev = 0, before, now_q, pass, pending;
     size_t q_before;
 
     if (c->eof) {
@@ -873,7 +947,7 @@ relay_conn_settle_ws(struct relay_conn *c)
         }
 
         q_before = wslay_event_get_queued_msg_length(c->ws);
-        if (wslay_event_send(c->ws) != 0) {
+        if (relay_conn_ws_write(c) != 0) {
             c->state = RELAY_CONN_DEAD;
             return;
         }
@@ -881,11 +955,12 @@ relay_conn_settle_ws(struct relay_conn *c)
             relay_route_drained(c);
         }
         if (!c->close_queued || wslay_event_get_close_sent(c->ws)
-            || wslay_event_want_write(c->ws))
+            || wslay_event_want_write(c->ws) || c->out_pos < c->out_len)
         {
             break;
         }
     }
+    pending = wslay_event_want_write(c->ws) || c->out_pos < c->out_len;
 
     /* wslay queued its own close (1002, 1007, 1009): the peer broke it */
     if (!c->close_queued && wslay_event_get_close_sent(c->ws)
@@ -901,7 +976,7 @@ relay_conn_settle_ws(struct relay_conn *c)
     if (wslay_event_get_close_sent(c->ws)
         && (wslay_event_get_close_received(c->ws)
             || !wslay_event_get_read_enabled(c->ws))
-        && !wslay_event_want_write(c->ws))
+        && !pending)
     {
         /* our close is out and theirs came in (or never will): done */
         if (wslay_event_get_close_received(c->ws)
@@ -913,7 +988,7 @@ relay_conn_settle_ws(struct relay_conn *c)
             return;
         }
     }
-    if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+    if (!wslay_event_want_read(c->ws) && !pending) {
         if (wslay_event_get_close_sent(c->ws)) {
             relay_conn_linger(c);
         } else {
@@ -925,7 +1000,7 @@ relay_conn_settle_ws(struct relay_conn *c)
     if (wslay_event_want_read(c->ws) && !c->paused) {
         ev |= EV_READ;
     }
-    if (wslay_event_want_write(c->ws)) {
+    if (pending) {
         ev |= EV_WRITE;
     }
     if (ev == 0 && !c->paused) {
