@@ -274,6 +274,48 @@ relay_conn_drop_input(struct relay_conn *c)
 /* ------------------------------------------------------------------ */
 /* wslay callbacks: they only move bytes and record what happened */
 
+/*
+ * wslay asks for at most 4 KiB at a time and calls again until a read
+ * would block, so reading straight into its buffer costs a recv() per
+ * 4 KiB plus one that finds the socket empty.  Reads go through this
+ * buffer instead: up to 64 KiB per recv(), and a short read ends the
+ * burst.  It belongs to one connection for one wslay_event_recv() call;
+ * relay_conn_read_done() keeps what wslay did not take.
+ */
+static uint8_t relay_conn_rd[RELAY_CONN_STAGE];
+static size_t relay_conn_rd_pos;
+static size_t relay_conn_rd_len;
+static int relay_conn_rd_short;
+static struct relay_conn *relay_conn_rd_owner;
+
+
+/* End of a read burst on c: bytes wslay left go to c->in for next time. */
+static void
+relay_conn_read_done(struct relay_conn *c)
+{
+    size_t rest;
+
+    if (relay_conn_rd_owner != c) {
+        return;
+    }
+    relay_conn_rd_owner = NULL;
+    rest = relay_conn_rd_len - relay_conn_rd_pos;
+    if (rest == 0 || c->watch.bad || c->watch.too_big || c->eof) {
+        return;
+    }
+
+    /* only a pause stops wslay early; c->in is empty then (served first) */
+    c->in = malloc(rest);
+    if (c->in == NULL) {
+        c->eof = 1;
+        return;
+    }
+    memcpy(c->in, relay_conn_rd + relay_conn_rd_pos, rest);
+    c->in_len = rest;
+    c->in_pos = 0;
+}
+
+
 static ssize_t
 relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                    int flags, void *user)
@@ -296,8 +338,21 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
         memcpy(buf, c->in + c->in_pos, (size_t)n);
         c->in_pos += (size_t)n;
         relay_conn_drop_input(c);
+    } else if (relay_conn_rd_owner == c
+               && relay_conn_rd_pos < relay_conn_rd_len)
+    {
+        n = (ssize_t)(relay_conn_rd_len - relay_conn_rd_pos);
+        if ((size_t)n > len) {
+            n = (ssize_t)len;
+        }
+        memcpy(buf, relay_conn_rd + relay_conn_rd_pos, (size_t)n);
+        relay_conn_rd_pos += (size_t)n;
+    } else if (relay_conn_rd_owner == c && relay_conn_rd_short) {
+        /* the last read came up short: the socket is dry, spare a recv */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
     } else {
-        n = recv(c->fd, buf, len, 0);
+        n = recv(c->fd, relay_conn_rd, sizeof(relay_conn_rd), 0);
         if (n == 0) {
             c->eof = 1;
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
@@ -312,6 +367,12 @@ relay_conn_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
             }
             return -1;
         }
+        relay_conn_rd_owner = c;
+        relay_conn_rd_len = (size_t)n;
+        relay_conn_rd_short = ((size_t)n < sizeof(relay_conn_rd));
+        n = (ssize_t)(len < (size_t)n ? len : (size_t)n);
+        memcpy(buf, relay_conn_rd, (size_t)n);
+        relay_conn_rd_pos = (size_t)n;
     }
 
     RELAY_METRIC_ADD(c->w->m, bytes_in, n);
@@ -650,6 +711,7 @@ relay_conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         /* an error here has already queued wslay's close: settle sends it */
         if (relay_conn_ws_ready(c) == RELAY_OK) {
             (void)wslay_event_recv(c->ws);
+            relay_conn_read_done(c);
         } else {
             c->state = RELAY_CONN_DEAD;
         }
