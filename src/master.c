@@ -68,6 +68,7 @@ struct relay_master {
     int young_deaths[RELAY_WORKERS_MAX];
     int fatal[RELAY_WORKERS_MAX];
     int stopping;
+    uint64_t repairs_seen;              /* lock repairs already logged */
 };
 
 
@@ -287,6 +288,31 @@ relay_master_reap(struct relay_master *m)
         ws->restarts++;
         m->respawn_at[slot] = now + delay + 1;
     }
+}
+
+
+/*
+ * A process that died holding a shared lock leaves it to be repaired by
+ * the next locker, which may not log under the lock; the master notices
+ * the repair counters move and says so once.
+ */
+static void
+relay_master_check_repairs(struct relay_master *m)
+{
+    uint64_t n;
+    char buf[32];
+
+    n = __atomic_load_n(&relay_shm_registry(m->shm)->repairs,
+                        __ATOMIC_RELAXED)
+        + __atomic_load_n(&relay_shm_ratelimit(m->shm)->repairs,
+                          __ATOMIC_RELAXED);
+    if (n == m->repairs_seen) {
+        return;
+    }
+    snprintf(buf, sizeof(buf), "%llu repairs in all",
+             (unsigned long long)n);
+    relay_log(RELAY_LOG_ALERT, "shared_lock_repaired", "err", buf, NULL);
+    m->repairs_seen = n;
 }
 
 
@@ -605,6 +631,7 @@ relay_master_run(struct relay_config *cfg, int argc, char **argv)
         ts.tv_nsec = (long)(next % 1000) * 1000000;
 
         sig = sigtimedwait(&set, &info, &ts);
+        relay_master_check_repairs(&m);
         if (sig == -1) {
             continue;
         }

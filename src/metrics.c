@@ -228,6 +228,12 @@ relay_metrics_render(struct relay_shm *shm, char *out, size_t cap)
     relay_metrics_one(&b, "registry_full_total", "counter",
                       "Claims refused because the registry was full.",
                       s.registry_full);
+    relay_metrics_one(&b, "lock_repairs_total", "counter",
+                      "Shared locks repaired after their holder died.",
+                      __atomic_load_n(&relay_shm_registry(shm)->repairs,
+                                      __ATOMIC_RELAXED)
+                      + __atomic_load_n(&relay_shm_ratelimit(shm)->repairs,
+                                        __ATOMIC_RELAXED));
 
     return b.overflow ? 0 : b.len;
 }
