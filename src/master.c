@@ -171,7 +171,6 @@ relay_master_spawn(struct relay_master *m, int slot)
 {
     struct relay_worker_init init;
     struct relay_worker_shm *ws = &m->shm->workers[slot];
-    sigset_t none;
     pid_t pid;
     char sl[16], pidbuf[16];
     int i;
@@ -187,8 +186,11 @@ relay_master_spawn(struct relay_master *m, int slot)
     }
 
     if (pid == 0) {
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        /*
+         * Signals stay blocked until the worker's loop has its handlers:
+         * one sent in between (a reload's SIGWINCH, a SIGUSR1) then waits
+         * instead of being lost or killing the new worker.
+         */
         for (i = 0; i < RELAY_WORKERS_MAX; i++) {
             if (i < m->nworkers && i != m->position[slot]) {
                 close(m->listen_fd[i]);
@@ -508,7 +510,7 @@ relay_master_run(struct relay_config *cfg, int argc, char **argv)
     struct relay_master m;
     struct timespec ts;
     siginfo_t info;
-    sigset_t set;
+    sigset_t set, workers_only;
     uint64_t now, next;
     char err[512];
     long n;
@@ -607,6 +609,12 @@ relay_master_run(struct relay_config *cfg, int argc, char **argv)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGQUIT);
     sigprocmask(SIG_BLOCK, &set, NULL);
+
+    /* only for workers; blocked so that a new worker inherits them held */
+    sigemptyset(&workers_only);
+    sigaddset(&workers_only, SIGWINCH);
+    sigaddset(&workers_only, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &workers_only, NULL);
 
     relay_log(RELAY_LOG_NOTICE, "master_started", NULL);
     for (i = 0; i < m.nworkers; i++) {

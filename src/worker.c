@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,12 @@
 #define RELAY_WORKER_MAX_HOPS       4
 #define RELAY_WORKER_SCRATCH        (RELAY_MSG_MAX + 1024)
 #define RELAY_WORKER_METRICS_MAX    65536
+
+/* TERM/INT drain, QUIT stops, USR1 reopens logs, WINCH retires (after a
+ * reload), USR2 is a test hook; HUP is the master's and is ignored here */
+static const int relay_worker_signals[RELAY_WORKER_NSIGNALS] = {
+    SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2
+};
 
 
 static void
@@ -627,6 +634,8 @@ int
 relay_worker_run(const struct relay_worker_init *init)
 {
     struct relay_worker w;
+    sigset_t none;
+    int i;
 
     memset(&w, 0, sizeof(w));
     w.slot = init->slot;
@@ -684,24 +693,16 @@ relay_worker_run(const struct relay_worker_init *init)
     w.settle.data = &w;
     ev_prepare_start(w.loop, &w.settle);
 
-    ev_signal_init(&w.sig_term, relay_worker_signal_cb, SIGTERM);
-    ev_signal_init(&w.sig_int, relay_worker_signal_cb, SIGINT);
-    ev_signal_init(&w.sig_quit, relay_worker_signal_cb, SIGQUIT);
-    ev_signal_init(&w.sig_usr1, relay_worker_signal_cb, SIGUSR1);
-    ev_signal_init(&w.sig_hup, relay_worker_signal_cb, SIGHUP);
-    ev_signal_init(&w.sig_winch, relay_worker_signal_cb, SIGWINCH);
-    w.sig_winch.data = &w;
-    ev_signal_start(w.loop, &w.sig_winch);
-    ev_signal_init(&w.sig_usr2, relay_worker_signal_cb, SIGUSR2);
-    w.sig_usr2.data = &w;
-    ev_signal_start(w.loop, &w.sig_usr2);
-    w.sig_term.data = w.sig_int.data = w.sig_quit.data = &w;
-    w.sig_usr1.data = w.sig_hup.data = &w;
-    ev_signal_start(w.loop, &w.sig_term);
-    ev_signal_start(w.loop, &w.sig_int);
-    ev_signal_start(w.loop, &w.sig_quit);
-    ev_signal_start(w.loop, &w.sig_usr1);
-    ev_signal_start(w.loop, &w.sig_hup);
+    for (i = 0; i < RELAY_WORKER_NSIGNALS; i++) {
+        ev_signal_init(&w.sigs[i], relay_worker_signal_cb,
+                       relay_worker_signals[i]);
+        w.sigs[i].data = &w;
+        ev_signal_start(w.loop, &w.sigs[i]);
+    }
+
+    /* the master forked us with signals blocked; the handlers are ready */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     relay_log(RELAY_LOG_NOTICE, "worker_started", NULL);
 

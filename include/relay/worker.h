@@ -18,6 +18,8 @@
 struct relay_conn;
 struct relay_server;
 
+#define RELAY_WORKER_NSIGNALS 7
+
 /* What the master hands a worker at fork. */
 struct relay_worker_init {
     int slot;
@@ -52,13 +54,7 @@ struct relay_worker {
     ev_timer sweep;
     ev_timer drain;
     ev_prepare settle;
-    ev_signal sig_term;
-    ev_signal sig_int;
-    ev_signal sig_quit;
-    ev_signal sig_usr1;
-    ev_signal sig_hup;
-    ev_signal sig_winch;
-    ev_signal sig_usr2;
+    ev_signal sigs[RELAY_WORKER_NSIGNALS];
     struct relay_conn *conns;           /* every connection */
     size_t nconns;
     struct relay_conn *dirty;
