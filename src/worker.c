@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,7 +86,7 @@ relay_worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct relay_worker *w = io->data;
     int metrics = (io == &w->metrics_w);
-    int i, fd;
+    int i, fd, one = 1;
 
     for (i = 0; i < RELAY_WORKER_ACCEPT_BATCH; i++) {
         fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -105,6 +107,8 @@ relay_worker_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             }
             return;
         }
+        /* frames are written whole, one send per wakeup: no Nagle delay */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (relay_conn_new(w, fd, metrics) == NULL) {
             close(fd);
         }
