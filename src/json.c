@@ -227,6 +227,36 @@ relay_json_utf8(const uint8_t *p, const uint8_t *end)
 }
 
 
+int
+relay_json_utf8_valid(const uint8_t *buf, size_t len)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    uint64_t w;
+
+    while (p < end) {
+        while (end - p >= 8) {
+            memcpy(&w, p, 8);
+            if ((w & 0x8080808080808080ull) != 0) {
+                break;
+            }
+            p += 8;
+        }
+        while (p < end && *p < 0x80) {
+            p++;
+        }
+        if (p == end) {
+            break;
+        }
+        p = relay_json_utf8(p, end);
+        if (p == NULL) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 /*
  * Scan a string body starting just after its opening quote.  Returns the
  * byte after the closing quote, or NULL.  Plain ASCII is by far the common

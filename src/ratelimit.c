@@ -26,6 +26,7 @@
 
 #include "relay/common.h"
 #include "relay/ratelimit.h"
+#include "relay/shmlock.h"
 
 #define RELAY_RATELIMIT_MAGIC   0x524c4d31u    /* "RLM1" */
 #define RELAY_RATELIMIT_NONE    UINT32_MAX
@@ -82,9 +83,7 @@ int
 relay_ratelimit_init(struct relay_ratelimit_shm *rl, uint32_t nbuckets,
                      uint32_t burst, uint32_t refill_ms, uint32_t idle_ms)
 {
-    pthread_mutexattr_t attr;
     uint32_t n;
-    int rc;
 
     n = relay_ratelimit_round(nbuckets);
     if (rl == NULL || n == 0 || burst == 0 || burst > UINT32_MAX / 1000
@@ -94,24 +93,9 @@ relay_ratelimit_init(struct relay_ratelimit_shm *rl, uint32_t nbuckets,
         return RELAY_ERROR;
     }
 
-    rc = pthread_mutexattr_init(&attr);
-    if (rc != 0) {
-        errno = rc;
+    if (relay_shmlock_init(&rl->lock) == -1) {
         return RELAY_ERROR;
     }
-    rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (rc != 0) {
-        goto failed;
-    }
-    rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (rc != 0) {
-        goto failed;
-    }
-    rc = pthread_mutex_init(&rl->lock, &attr);
-    if (rc != 0) {
-        goto failed;
-    }
-    (void)pthread_mutexattr_destroy(&attr);
 
     rl->nbuckets = n;
     rl->burst = burst;
@@ -122,11 +106,6 @@ relay_ratelimit_init(struct relay_ratelimit_shm *rl, uint32_t nbuckets,
            (size_t)n * sizeof(struct relay_ratelimit_bucket_shm));
     rl->magic = RELAY_RATELIMIT_MAGIC;
     return RELAY_OK;
-
-failed:
-    (void)pthread_mutexattr_destroy(&attr);
-    errno = rc;
-    return RELAY_ERROR;
 }
 
 
@@ -154,29 +133,25 @@ relay_ratelimit_repair_locked(struct relay_ratelimit_shm *rl)
 }
 
 
+static void
+relay_ratelimit_repair_cb(void *arg)
+{
+    relay_ratelimit_repair_locked(arg);
+}
+
+
 /* The only way in: every path to the table takes the mutex here. */
 static int
 relay_ratelimit_lock(struct relay_ratelimit_shm *rl)
 {
     int rc;
 
-    rc = pthread_mutex_lock(&rl->lock);
-    if (rc == 0) {
-        return RELAY_OK;
-    }
-    if (rc != EOWNERDEAD) {
-        errno = rc;
+    rc = relay_shmlock_acquire(&rl->lock, relay_ratelimit_repair_cb, rl);
+    if (rc == -1) {
         return RELAY_ERROR;
     }
-
-    relay_ratelimit_repair_locked(rl);
-    rl->repairs++;
-
-    rc = pthread_mutex_consistent(&rl->lock);
-    if (rc != 0) {
-        (void)pthread_mutex_unlock(&rl->lock);
-        errno = rc;
-        return RELAY_ERROR;
+    if (rc == 1) {
+        rl->repairs++;
     }
     return RELAY_OK;
 }

@@ -26,6 +26,7 @@
 #include <sys/random.h>
 
 #include "relay/registry.h"
+#include "relay/shmlock.h"
 
 #define RELAY_REGISTRY_MAGIC        0x52454731u    /* "REG1" */
 #define RELAY_REGISTRY_VERSION      1u
@@ -221,9 +222,7 @@ relay_registry_fill_key(uint8_t *key, size_t len)
 int
 relay_registry_init(struct relay_registry_shm *reg, uint32_t max_ids)
 {
-    pthread_mutexattr_t attr;
     uint32_t cap;
-    int rc;
 
     cap = relay_registry_capacity(max_ids);
     if (reg == NULL || cap == 0) {
@@ -237,24 +236,9 @@ relay_registry_init(struct relay_registry_shm *reg, uint32_t max_ids)
         return RELAY_ERROR;
     }
 
-    rc = pthread_mutexattr_init(&attr);
-    if (rc != 0) {
-        errno = rc;
+    if (relay_shmlock_init(&reg->lock) == -1) {
         return RELAY_ERROR;
     }
-    rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (rc != 0) {
-        goto failed;
-    }
-    rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (rc != 0) {
-        goto failed;
-    }
-    rc = pthread_mutex_init(&reg->lock, &attr);
-    if (rc != 0) {
-        goto failed;
-    }
-    (void)pthread_mutexattr_destroy(&attr);
 
     reg->capacity = cap;
     reg->live = 0;
@@ -269,11 +253,6 @@ relay_registry_init(struct relay_registry_shm *reg, uint32_t max_ids)
     reg->version = RELAY_REGISTRY_VERSION;
     reg->magic = RELAY_REGISTRY_MAGIC;
     return RELAY_OK;
-
-failed:
-    (void)pthread_mutexattr_destroy(&attr);
-    errno = rc;
-    return RELAY_ERROR;
 }
 
 
@@ -319,29 +298,25 @@ relay_registry_repair_locked(struct relay_registry_shm *reg)
 }
 
 
+static void
+relay_registry_repair_cb(void *arg)
+{
+    relay_registry_repair_locked(arg);
+}
+
+
 /* The only way in: every path to the table takes the mutex here. */
 static int
 relay_registry_lock(struct relay_registry_shm *reg)
 {
     int rc;
 
-    rc = pthread_mutex_lock(&reg->lock);
-    if (rc == 0) {
-        return RELAY_OK;
-    }
-    if (rc != EOWNERDEAD) {
-        errno = rc;
+    rc = relay_shmlock_acquire(&reg->lock, relay_registry_repair_cb, reg);
+    if (rc == -1) {
         return RELAY_REG_LOCK_FAILED;
     }
-
-    relay_registry_repair_locked(reg);
-    reg->repairs++;
-
-    rc = pthread_mutex_consistent(&reg->lock);
-    if (rc != 0) {
-        (void)pthread_mutex_unlock(&reg->lock);
-        errno = rc;
-        return RELAY_REG_LOCK_FAILED;
+    if (rc == 1) {
+        reg->repairs++;
     }
     return RELAY_OK;
 }

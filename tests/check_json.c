@@ -1166,6 +1166,35 @@ END_TEST
 #endif
 
 
+START_TEST(test_json_utf8_valid_agrees_with_string_rules)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        int valid;
+    } rows[] = {
+        { "", 0, 1 },
+        { "plain ascii, longer than one word", 33, 1 },
+        { "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", 11, 1 },
+        { "abcdefgh\xf0\x9d\x84\x9e", 12, 1 },     /* U+1D11E */
+        { "\xc0\x80", 2, 0 },                        /* overlong NUL */
+        { "\xe0\x80\x80", 3, 0 },                    /* overlong */
+        { "\xed\xa0\x80", 3, 0 },                    /* surrogate */
+        { "\xf4\x90\x80\x80", 4, 0 },                /* past U+10FFFF */
+        { "ok\xe2\x82", 4, 0 },                      /* truncated */
+        { "abcdefghijklmno\xff", 16, 0 },             /* after a word */
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        ck_assert_msg(relay_json_utf8_valid((const uint8_t *)rows[i].bytes,
+                                            rows[i].len) == rows[i].valid,
+                      "row %zu", i);
+    }
+}
+END_TEST
+
+
 Suite *
 relay_suite_json(void)
 {
@@ -1176,6 +1205,7 @@ relay_suite_json(void)
 
     tc = tcase_create("grammar");
     tcase_add_test(tc, test_json_literals_are_valid);
+    tcase_add_test(tc, test_json_utf8_valid_agrees_with_string_rules);
     tcase_add_test(tc, test_json_bad_literals_are_invalid);
     tcase_add_test(tc, test_json_numbers_follow_the_grammar);
     tcase_add_test(tc, test_json_bad_numbers_are_invalid);

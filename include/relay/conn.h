@@ -50,6 +50,9 @@ struct relay_frame_watch {
     uint8_t in_msg;             /* a data message is incomplete */
     uint8_t bad;                /* a protocol violation was seen */
     uint8_t too_big;            /* a message declared past the cap */
+    uint8_t bad_utf8;           /* a text message was not UTF-8 */
+    uint8_t text;               /* the current message is text */
+    uint8_t undelivered;        /* complete, not yet delivered by wslay */
     uint64_t left;              /* payload bytes left in this frame */
     uint64_t msg_len;           /* declared bytes of the message so far */
 };

@@ -56,6 +56,13 @@ struct relay_json_member {
 };
 
 /*
+ * Return 1 if buf[0..len) is well-formed UTF-8 by the same rules as
+ * strings (no overlongs, no encoded surrogates, nothing past U+10FFFF),
+ * 0 otherwise.  ASCII is checked a word at a time.
+ */
+int relay_json_utf8_valid(const uint8_t *buf, size_t len);
+
+/*
  * Validate buf[0..len) as one JSON text of any type.  Returns RELAY_JSON_OK,
  * RELAY_JSON_INVALID or RELAY_JSON_TOO_DEEP (never NOT_OBJECT).  TOO_DEEP
  * is returned as soon as the nesting passes the limit, whatever follows.
