@@ -519,7 +519,7 @@ relay_conn_ws_ready(struct relay_conn *c)
 }
 
 
-static void
+static int
 relay_conn_park(struct relay_conn *c, uint64_t now)
 {
     const struct relay_frame_watch *fw = &c->watch;
@@ -533,10 +533,12 @@ relay_conn_park(struct relay_conn *c, uint64_t now)
         || wslay_event_get_close_received(c->ws)
         || !wslay_event_get_read_enabled(c->ws))
     {
-        return;
+        return 0;
     }
     wslay_event_context_free(c->ws);
     c->ws = NULL;
+
+    return 1;
 }
 
 
@@ -1162,7 +1164,7 @@ relay_conn_settle(struct relay_conn *c)
 }
 
 
-void
+int
 relay_conn_sweep(struct relay_conn *c, uint64_t now)
 {
     switch (c->state) {
@@ -1207,9 +1209,10 @@ relay_conn_sweep(struct relay_conn *c, uint64_t now)
             relay_conn_touch(c);
             break;
         }
-        relay_conn_park(c, now);
-        break;
+        return relay_conn_park(c, now);
     default:
         break;
     }
+
+    return 0;
 }

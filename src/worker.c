@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,10 +74,20 @@ relay_worker_sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct relay_worker *w = t->data;
     struct relay_conn *c, *next;
     uint64_t now = relay_util_now_ms();
+    int parked = 0;
 
     for (c = w->conns; c != NULL; c = next) {
         next = c->next;
-        relay_conn_sweep(c, now);
+        parked += relay_conn_sweep(c, now);
+    }
+
+    /*
+     * Parked contexts leave holes between live connections that malloc
+     * keeps; give their pages back so that idle connections really are
+     * cheap (glibc releases whole free pages inside the heap too).
+     */
+    if (parked > 0) {
+        malloc_trim(0);
     }
 }
 

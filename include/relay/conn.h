@@ -174,8 +174,12 @@ size_t relay_conn_queued(struct relay_conn *c);
 /* Settle one connection (see the top of this file). */
 void relay_conn_settle(struct relay_conn *c);
 
-/* Periodic checks: head, message, write-progress and close deadlines. */
-void relay_conn_sweep(struct relay_conn *c, uint64_t now);
+/*
+ * Periodic checks: head, message, write-progress and close deadlines, and
+ * parking an idle WebSocket.  Returns 1 if c was parked (its wslay context
+ * freed), else 0.
+ */
+int relay_conn_sweep(struct relay_conn *c, uint64_t now);
 
 /* Start or stop reading from c (backpressure). */
 void relay_conn_set_paused(struct relay_conn *c, int paused);
