@@ -248,8 +248,11 @@ relay_registry_init(struct relay_registry_shm *reg, uint32_t max_ids)
     reg->journal_active = 0;
     reg->repairs = 0;
     reg->rehashes = 0;
-    memset(reg->entries, 0,
-           (size_t)cap * sizeof(struct relay_registry_entry_shm));
+    /*
+     * The entries are already zero (the contract asks for zeroed memory):
+     * writing them would touch every page of a table sized for the most
+     * ids the relay may ever hold, and charge them all to its memory.
+     */
     reg->version = RELAY_REGISTRY_VERSION;
     reg->magic = RELAY_REGISTRY_MAGIC;
     return RELAY_OK;
