@@ -69,6 +69,25 @@ check() {
     return "$status"
 }
 
+# One closing line for the make check of DIR: "tests: N passed, N failed"
+summary() {
+    checks=$(sed -n 's/.*Checks: \([0-9]*\), Failures: \([0-9]*\), Errors: \([0-9]*\).*/\1 \2 \3/p' \
+        "$1/tests/check_relay.log" 2>/dev/null | tail -n 1)
+    pyline=$(grep -E '^[0-9]+ passed|^=* ?[0-9]+ (passed|failed)' \
+        "$1/tests/integration/run.sh.log" 2>/dev/null | tail -n 1)
+    set -- $checks
+    total=${1:-0}
+    failed=$(( ${2:-0} + ${3:-0} ))
+    passed=$(( total - failed ))
+    p=$(echo "$pyline" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+    f=$(echo "$pyline" | sed -n 's/.*\b\([0-9][0-9]*\) failed.*/\1/p')
+    k=$(echo "$pyline" | sed -n 's/.*\b\([0-9][0-9]*\) skipped.*/\1/p')
+    passed=$(( passed + ${p:-0} ))
+    failed=$(( failed + ${f:-0} ))
+    echo
+    echo "tests: $passed passed, $failed failed, ${k:-0} skipped"
+}
+
 stage() {
     echo
     echo "=== $*"
@@ -134,6 +153,7 @@ test)
     check "$build"
     extra_stages
     stage "all stages passed"
+    summary "$build"
     ;;
 *)
     echo "usage: $0 run|test|check|deps|build" >&2
