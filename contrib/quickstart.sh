@@ -115,9 +115,15 @@ extra_stages() {
     )
     for t in http json envelope; do
         work=$(mktemp -d)
-        "$top/build-fuzz/tests/fuzz/fuzz_$t" -max_total_time=20 \
-            -print_final_stats=0 "$work" "$top/tests/fuzz/corpus/$t" \
-            2>&1 | tail -n 3
+        mkdir "$work/corpus"
+        if ! "$top/build-fuzz/tests/fuzz/fuzz_$t" -max_total_time=20 \
+            "$work/corpus" "$top/tests/fuzz/corpus/$t" >"$work/log" 2>&1
+        then
+            tail -n 60 "$work/log"
+            echo "fuzz_$t: crashed or failed (reproducer in $work)" >&2
+            exit 1
+        fi
+        tail -n 1 "$work/log"
         rm -rf "$work"
     done
 
