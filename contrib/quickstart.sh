@@ -26,7 +26,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config \
 libev-dev libwslay-dev check libssl-dev libjansson-dev \
 python3 python3-pytest python3-pytest-xdist python3-pytest-timeout \
 python3-prometheus-client curl valgrind clang libclang-rt-14-dev \
-nginx-light"
+nginx-light haproxy"
 
 deps() {
     missing=""
