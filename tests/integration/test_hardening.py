@@ -231,6 +231,28 @@ def test_with_trust_x_forwarded_for_the_leftmost_entry_is_the_bucket(relay):
 
 # -------------------------------------------------------- connection cap
 
+def test_full_registry_refuses_a_new_id_with_503_before_upgrade(relay):
+    rl = relay(workers=2, extra=["--max-servers", "3",
+                                 "--grace-period", "1s"])
+    pairs = [Pair(rl) for _ in range(3)]
+    assert_error(rl.connect("/v1/server", rl.server_headers(new_id())), 503)
+    rl.wait_log("registry_full")
+    for pr in pairs:
+        pr.check()
+    # once an entry is free again (its grace over), a new id fits
+    pairs[0].close()
+    rl.wait_log("server_released", server_id=pairs[0].sid)
+
+    def fits():
+        w = rl.connect("/v1/server", rl.server_headers(new_id()))
+        return w if isinstance(w, W.WebSocket) else None
+    fits_ws = wait_for(fits, timeout=15, what="a freed registry entry")
+    for pr in pairs[1:]:
+        pr.check()
+        pr.close()
+    fits_ws.close()
+
+
 def test_connection_cap_51st_upgrade_gets_503_and_a_freed_slot_is_reused(
         relay):
     rl = relay(workers=2, extra=["--max-connections", "50"])
