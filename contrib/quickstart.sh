@@ -22,15 +22,19 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build="$top/build"
 
-PACKAGES="build-essential autoconf automake libtool pkg-config \
-libev-dev libwslay-dev check libssl-dev libjansson-dev \
-python3 python3-pytest python3-pytest-xdist python3-pytest-timeout \
+# what building needs, and what the tests add (sanitizer runtime, fuzzer,
+# valgrind, pytest, and the nginx and HAProxy the benchmark and the
+# sharding test run)
+BUILD_PACKAGES="build-essential autoconf automake libtool pkg-config \
+libev-dev libwslay-dev check libssl-dev"
+TEST_PACKAGES="libjansson-dev python3 python3-pytest \
 python3-prometheus-client curl valgrind clang libclang-rt-14-dev \
 nginx-light haproxy"
 
+# deps PACKAGE...: install those not installed yet
 deps() {
     missing=""
-    for p in $PACKAGES; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
             | grep -q "install ok installed" || missing="$missing $p"
     done
@@ -50,7 +54,7 @@ build() {
     [ -x configure ] || autoreconf -fi
     mkdir -p "$dir"
     cd "$dir"
-    [ -f Makefile ] || "$top/configure" --enable-werror "$@"
+    [ -f Makefile ] || "$top/configure" "$@"
     make -j"$(nproc)"
 }
 
@@ -96,7 +100,7 @@ stage() {
 # the stages after make check; each fails the run on its first error
 extra_stages() {
     stage "make check under AddressSanitizer and UndefinedBehaviorSanitizer"
-    build "$top/build-asan" --enable-asan
+    build "$top/build-asan" --enable-werror --enable-asan
     (
         export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
         export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -111,7 +115,7 @@ extra_stages() {
     stage "fuzz targets, 20 s each from the seed corpora"
     (
         export CC=clang
-        build "$top/build-fuzz" --enable-fuzz
+        build "$top/build-fuzz" --enable-werror --enable-fuzz
     )
     for t in http json envelope; do
         work=$(mktemp -d)
@@ -135,26 +139,26 @@ extra_stages() {
 
 case "${1:-}" in
 deps)
-    deps
+    deps $BUILD_PACKAGES $TEST_PACKAGES
     ;;
 build)
-    deps
+    deps $BUILD_PACKAGES
     build "$build"
     ;;
 run)
-    deps
+    deps $BUILD_PACKAGES
     build "$build"
     exec "$build/src/pyrycode-relay" --insecure-listen 127.0.0.1:8080 \
         --metrics-listen 127.0.0.1:9090
     ;;
 check)
-    deps
-    build "$build"
+    deps $BUILD_PACKAGES $TEST_PACKAGES
+    build "$build" --enable-werror
     check "$build"
     ;;
 test)
-    deps
-    build "$build"
+    deps $BUILD_PACKAGES $TEST_PACKAGES
+    build "$build" --enable-werror
     stage "make check"
     check "$build"
     extra_stages
