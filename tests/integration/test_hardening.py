@@ -849,3 +849,28 @@ def test_fd_exhaustion_pauses_accept_and_relay_recovers(relay, tmp_path,
     pair.close()
     assert n2 - n1 <= 20, "accept is spinning: accept_paused logged %d " \
         "times in 2 s while descriptors were exhausted" % (n2 - n1)
+
+
+def test_idle_connections_parked_for_memory_resume_on_the_next_byte(relay):
+    """An idle WebSocket drops its framing state after 2 s without traffic
+    (it costs only its struct then) and gets it back on the next byte, in
+    either direction; a message split across the park is not lost."""
+    rl = relay(workers=1)
+    pr = Pair(rl, phones=2)
+    pr.check()
+    # a message whose first fragment arrives before the park and whose
+    # last arrives after it: an unfinished message must keep the state
+    p = pr.phones[0]
+    p.send_frame(W.OP_TEXT, b'{"split":', fin=False)
+    time.sleep(3.5)
+    p.send_frame(W.OP_CONT, b'"yes"}')
+    cid, got = unwrap(pr.sid, pr.b.recv_text())
+    assert (cid, got) == (pr.cids[0], b'{"split":"yes"}')
+    # both directions after everything went idle
+    time.sleep(3.5)
+    pr.b.send_text(envelope(pr.cids[1], b'{"after":"idle"}'))
+    assert pr.phones[1].recv_text() == b'{"after":"idle"}'
+    time.sleep(3.5)
+    pr.check()
+    pr.b.ping_roundtrip(b"parked")
+    pr.close()
