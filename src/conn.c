@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -837,6 +838,24 @@ relay_conn_free(struct relay_conn *c)
 }
 
 
+/* Watch c's socket for events ev (0: not at all). */
+static void
+relay_conn_set_io(struct relay_conn *c, int ev)
+{
+    if (ev == 0) {
+        ev_io_stop(c->w->loop, &c->io);
+        return;
+    }
+    if ((c->io.events & (EV_READ | EV_WRITE)) != ev
+        || !ev_is_active(&c->io))
+    {
+        ev_io_stop(c->w->loop, &c->io);
+        ev_io_set(&c->io, c->fd, ev);
+        ev_io_start(c->w->loop, &c->io);
+    }
+}
+
+
 /*
  * Our last bytes are out: stop writing, but keep reading and discarding
  * for a moment.  Closing with unread input would send a reset that can
@@ -853,9 +872,7 @@ relay_conn_linger(struct relay_conn *c)
     shutdown(c->fd, SHUT_WR);
     c->state = RELAY_CONN_LINGER;
     c->deadline_ms = relay_util_now_ms() + RELAY_CONN_DRAIN_MS;
-    ev_io_stop(c->w->loop, &c->io);
-    ev_io_set(&c->io, c->fd, EV_READ);
-    ev_io_start(c->w->loop, &c->io);
+    relay_conn_set_io(c, EV_READ);
 }
 
 
@@ -960,24 +977,6 @@ relay_conn_ws_write(struct relay_conn *c)
 }
 
 
-/* Watch c's socket for events ev (0: not at all). */
-static void
-relay_conn_set_io(struct relay_conn *c, int ev)
-{
-    if (ev == 0) {
-        ev_io_stop(c->w->loop, &c->io);
-        return;
-    }
-    if ((c->io.events & (EV_READ | EV_WRITE)) != ev
-        || !ev_is_active(&c->io))
-    {
-        ev_io_stop(c->w->loop, &c->io);
-        ev_io_set(&c->io, c->fd, ev);
-        ev_io_start(c->w->loop, &c->io);
-    }
-}
-
-
 static void
 relay_conn_settle_ws(struct relay_conn *c)
 {
@@ -993,9 +992,7 @@ relay_conn_settle_ws(struct relay_conn *c)
             c->state = RELAY_CONN_DEAD;
             return;
         }
-        ev_io_stop(c->w->loop, &c->io);
-        ev_io_set(&c->io, c->fd, EV_WRITE);
-        ev_io_start(c->w->loop, &c->io);
+        relay_conn_set_io(c, EV_WRITE);
         return;
     }
 
@@ -1142,9 +1139,7 @@ relay_conn_settle(struct relay_conn *c)
             c->state = RELAY_CONN_DEAD;
             break;
         }
-        ev_io_stop(c->w->loop, &c->io);
-        ev_io_set(&c->io, c->fd, EV_WRITE);
-        ev_io_start(c->w->loop, &c->io);
+        relay_conn_set_io(c, EV_WRITE);
         break;
     case RELAY_CONN_WS:
         relay_conn_settle_ws(c);
@@ -1215,4 +1210,41 @@ relay_conn_sweep(struct relay_conn *c, uint64_t now)
     }
 
     return 0;
+}
+
+
+void
+relay_conn_settle_all(struct relay_worker *w)
+{
+    struct relay_conn *c;
+
+    while (w->dirty != NULL) {
+        c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        relay_conn_settle(c);
+    }
+}
+
+
+void
+relay_conn_sweep_all(struct relay_worker *w)
+{
+    struct relay_conn *c, *next;
+    uint64_t now = relay_util_now_ms();
+    int parked = 0;
+
+    for (c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        parked += relay_conn_sweep(c, now);
+    }
+
+    /*
+     * Parked contexts leave holes between live connections that malloc
+     * keeps; give their pages back so that idle connections really are
+     * cheap (glibc releases whole free pages inside the heap too).
+     */
+    if (parked > 0) {
+        malloc_trim(0);
+    }
 }

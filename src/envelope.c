@@ -25,6 +25,7 @@
 
 #include "relay/envelope.h"
 #include "relay/json.h"
+#include "relay/util.h"
 
 #define RELAY_ENVELOPE_PREFIX_HEAD "{\"conn_id\":\""
 #define RELAY_ENVELOPE_PREFIX_TAIL "\",\"frame\":"
@@ -164,17 +165,6 @@ relay_envelope_close_notice(char *out, size_t cap, const char *conn_id,
 }
 
 
-static int
-relay_envelope_lower(int c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A' + 'a';
-    }
-
-    return c;
-}
-
-
 /*
  * Index in names[] of the field a key names, or RELAY_ENVELOPE_F_OTHER.
  * names[] are lowercase ASCII.  A key with escapes is decoded first, as Go
@@ -209,7 +199,7 @@ relay_envelope_field(const uint8_t *buf, const struct relay_json_member *m,
             continue;
         }
         for (i = 0; i < len; i++) {
-            if (relay_envelope_lower((unsigned char)key[i]) != names[f][i]) {
+            if (relay_util_ascii_lower((unsigned char)key[i]) != names[f][i]) {
                 break;
             }
         }

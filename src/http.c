@@ -70,20 +70,6 @@ struct relay_http_out {
 };
 
 
-/*
- * ASCII only on purpose: the relay never calls setlocale(), but header
- * matching must not change if some library does.
- */
-static int
-relay_http_lower(int c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A' + 'a';
-    }
-    return c;
-}
-
-
 /* RFC 7230 tchar: the bytes of a method or a header name. */
 static int
 relay_http_is_tchar(unsigned char c)
@@ -139,8 +125,8 @@ relay_http_ieq(const char *a, const char *b, size_t n)
     size_t i;
 
     for (i = 0; i < n; i++) {
-        if (relay_http_lower((unsigned char)a[i]) !=
-            relay_http_lower((unsigned char)b[i])) {
+        if (relay_util_ascii_lower((unsigned char)a[i]) !=
+            relay_util_ascii_lower((unsigned char)b[i])) {
             return 0;
         }
     }

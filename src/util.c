@@ -15,6 +15,17 @@
 #include "relay/util.h"
 
 
+int
+relay_util_ascii_lower(int c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A' + 'a';
+    }
+
+    return c;
+}
+
+
 uint64_t
 relay_util_now_ms(void)
 {

@@ -14,7 +14,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,14 +49,8 @@ static void
 relay_worker_settle_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct relay_worker *w = p->data;
-    struct relay_conn *c;
 
-    while (w->dirty != NULL) {
-        c = w->dirty;
-        w->dirty = c->dirty_next;
-        c->dirty_next = NULL;
-        relay_conn_settle(c);
-    }
+    relay_conn_settle_all(w);
 
     /* a retired worker also waits out its grace windows */
     if ((w->draining && w->nconns == 0)
@@ -71,24 +64,7 @@ relay_worker_settle_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 static void
 relay_worker_sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct relay_worker *w = t->data;
-    struct relay_conn *c, *next;
-    uint64_t now = relay_util_now_ms();
-    int parked = 0;
-
-    for (c = w->conns; c != NULL; c = next) {
-        next = c->next;
-        parked += relay_conn_sweep(c, now);
-    }
-
-    /*
-     * Parked contexts leave holes between live connections that malloc
-     * keeps; give their pages back so that idle connections really are
-     * cheap (glibc releases whole free pages inside the heap too).
-     */
-    if (parked > 0) {
-        malloc_trim(0);
-    }
+    relay_conn_sweep_all(t->data);
 }
 
 

@@ -92,28 +92,14 @@ relay_route_detach(struct relay_conn *c)
 static void
 relay_echo_settle_cb(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-    struct relay_worker *w = p->data;
-    struct relay_conn *c;
-
-    while (w->dirty != NULL) {
-        c = w->dirty;
-        w->dirty = c->dirty_next;
-        c->dirty_next = NULL;
-        relay_conn_settle(c);
-    }
+    relay_conn_settle_all(p->data);
 }
 
 
 static void
 relay_echo_sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct relay_worker *w = t->data;
-    struct relay_conn *c, *next;
-
-    for (c = w->conns; c != NULL; c = next) {
-        next = c->next;
-        relay_conn_sweep(c, relay_util_now_ms());
-    }
+    relay_conn_sweep_all(t->data);
 }
 
 

@@ -181,6 +181,12 @@ void relay_conn_settle(struct relay_conn *c);
  */
 int relay_conn_sweep(struct relay_conn *c, uint64_t now);
 
+/* Settle every connection on w's dirty list (once per loop iteration). */
+void relay_conn_settle_all(struct relay_worker *w);
+
+/* Sweep every connection of w, then trim the heap if any was parked. */
+void relay_conn_sweep_all(struct relay_worker *w);
+
 /* Start or stop reading from c (backpressure). */
 void relay_conn_set_paused(struct relay_conn *c, int paused);
 

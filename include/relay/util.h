@@ -11,6 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * ASCII lowercase of c; other bytes unchanged.  Header names and envelope
+ * keys are matched with it, never with the locale-dependent tolower().
+ */
+int relay_util_ascii_lower(int c);
+
 /* Milliseconds from CLOCK_MONOTONIC. */
 uint64_t relay_util_now_ms(void);
 
